@@ -1,0 +1,1 @@
+"""tickrelay server: FastAPI app, rooms and their tick loops, per-client outboxes."""

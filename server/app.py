@@ -1,0 +1,56 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server import logic
+from server.backplane import create_backplane
+from server.endpoint import Services, room_endpoint
+from server.http import router
+from server.metrics import Metrics
+from server.registry import RoomRegistry
+from server.settings import Settings
+
+log = logging.getLogger("tickrelay")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the backplane starts and the rooms are disposed with its lifespan."""
+    settings = settings or Settings()
+    logic.load_modules(settings.logic_modules)
+    metrics = Metrics()
+    backplane = create_backplane(settings.redis_url)
+    registry = RoomRegistry(settings, metrics, backplane)
+    services = Services(settings=settings, registry=registry, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.auth_secret:
+            log.warning(
+                "AUTH IS OFF: anyone may join any room under any name. "
+                "Set TICKRELAY_AUTH_SECRET (or --auth-secret) in production."
+            )
+        await backplane.start()
+        try:
+            yield
+        finally:
+            services.draining = True
+            await registry.close()
+            await backplane.stop()
+
+    app = FastAPI(title="tickrelay", version="0.1.0", lifespan=lifespan)
+    app.state.services = services
+    app.include_router(router)
+    app.add_api_websocket_route("/ws/rooms/{room_path:path}", room_endpoint)
+    app.add_api_websocket_route("/ws/rooms", room_endpoint)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory server.app:app_from_env`` (settings from the environment)."""
+    return create_app(Settings())

@@ -1,0 +1,13 @@
+"""The backplane: how workers share rooms. One small interface, implementations side by side."""
+
+from server.backplane.base import Backplane, Subscription
+from server.backplane.memory import MemoryBackplane
+
+__all__ = ["Backplane", "MemoryBackplane", "Subscription", "create_backplane"]
+
+
+def create_backplane(redis_url: str | None) -> Backplane:
+    """The in-memory backplane for one worker; Redis when a URL is given."""
+    if redis_url:
+        raise ValueError("the Redis backplane is not available in this version")
+    return MemoryBackplane()

@@ -1,0 +1,131 @@
+"""``tickrelay serve`` and ``tickrelay token``.
+
+Every setting is a flag of ``serve`` (``--tick-rate`` for ``tick_rate``), read on top of the
+``TICKRELAY_*`` environment; a bad value stops the start with one line that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, get_args
+
+from pydantic import ValidationError
+
+from server.settings import Settings
+
+PROG = "tickrelay"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def _is_list(annotation: Any) -> bool:
+    return "list" in str(annotation)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; unset flags leave the environment's value in force."""
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        help_text = f"(env TICKRELAY_{name.upper()}; default {field.get_default(call_default_factory=True)!r})"
+        if _is_bool(annotation):
+            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+        elif _is_list(annotation):
+            parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
+                                help="comma-separated " + help_text)
+        else:
+            kind = get_args(annotation)[0] if get_args(annotation) else annotation
+            parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
+                                type=kind if kind in (int, float) else str, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Multiplayer game-state relay.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    add_settings_flags(serve)
+    token = commands.add_parser("token", help="mint a dev token (HS256 JWT)")
+    token.add_argument("--sub", required=True, help="the player id")
+    token.add_argument("--room", action="append", dest="rooms", help="a room it may join")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
+    token.add_argument("--spectate-only", action="store_true")
+    token.add_argument("--secret", default=os.environ.get("TICKRELAY_AUTH_SECRET"),
+                       help="signing secret (default: TICKRELAY_AUTH_SECRET)")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    values = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
+    return Settings(**values)
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    where = ".".join(str(part) for part in first["loc"])
+    return f"bad setting {where}: {message}" if where else f"bad settings: {message}"
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.transport import TickrelayWebSocketProtocol
+
+    try:
+        app = create_app(settings)
+    except (ValueError, ImportError) as exc:
+        return _fail(str(exc))
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws=TickrelayWebSocketProtocol,
+        ws_max_size=settings.max_message_size,
+        ws_ping_interval=settings.heartbeat_interval,
+        ws_ping_timeout=settings.heartbeat_timeout,
+        ws_per_message_deflate=settings.permessage_deflate,
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def mint_token(args: argparse.Namespace) -> int:
+    from server.auth import mint
+
+    if not args.secret:
+        return _fail("no secret: pass --secret or set TICKRELAY_AUTH_SECRET")
+    print(mint(args.secret, args.sub, rooms=args.rooms, ttl=args.ttl,
+               spectate_only=args.spectate_only))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "token":
+        return mint_token(args)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        return _fail(_describe(exc))
+    return serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The HTTP API (contract section 10): health, rooms, matchmaking, operator actions."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel, Field, field_validator
+
+from protocol import CloseCode
+from server import logic as logic_registry
+from server.endpoint import ROOM_ID, Services
+from server.registry import RoomExists
+
+router = APIRouter()
+
+META_LIMIT = 4096
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def _check_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(meta, separators=(",", ":"))) > META_LIMIT:
+        raise ValueError(f"meta must encode to at most {META_LIMIT} bytes")
+    return meta
+
+
+def _check_logic(name: str | None) -> str | None:
+    if name is not None and logic_registry.get(name) is None:
+        raise ValueError(f"unknown logic {name!r}; registered: {logic_registry.names()}")
+    return name
+
+
+class CreateRoom(BaseModel):
+    id: str | None = Field(None, pattern=ROOM_ID.pattern)
+    tick_rate: int | None = Field(None, ge=1, le=128)
+    max_players: int | None = Field(None, ge=1, le=1024)
+    max_spectators: int | None = Field(None, ge=0, le=10000)
+    private: bool = False
+    logic: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    _meta = field_validator("meta")(_check_meta)
+    _logic = field_validator("logic")(_check_logic)
+
+
+class Matchmake(BaseModel):
+    logic: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    _meta = field_validator("meta")(_check_meta)
+    _logic = field_validator("logic")(_check_logic)
+
+
+class Kick(BaseModel):
+    pid: str
+
+
+def _is_admin(request: Request, svc: Services) -> bool:
+    expected = svc.settings.admin_token
+    header = request.headers.get("authorization", "")
+    if not expected or header[:7].lower() != "bearer ":
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), expected.encode())
+
+
+def require_admin(request: Request, svc: ServicesDep) -> None:
+    if not _is_admin(request, svc):
+        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(svc: ServicesDep, response: Response) -> dict[str, str]:
+    if svc.draining:
+        response.status_code = 503
+        return {"status": "draining"}
+    if not svc.registry.backplane.healthy:
+        response.status_code = 503
+        return {"status": "backplane down"}
+    return {"status": "ready"}
+
+
+@router.post("/rooms", status_code=201)
+async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> dict[str, Any]:
+    if svc.settings.admin_token and not _is_admin(request, svc):
+        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+    registry = svc.registry
+    options = registry.default_options(
+        tick_rate=body.tick_rate, max_players=body.max_players,
+        max_spectators=body.max_spectators, private=body.private, logic=body.logic,
+        meta=body.meta,
+    )
+    try:
+        room = registry.create(body.id, options)
+    except RoomExists:
+        raise HTTPException(409, f"room {body.id!r} exists") from None
+    return room.describe()
+
+
+@router.get("/rooms")
+async def list_rooms(svc: ServicesDep) -> list[dict[str, Any]]:
+    return [room.describe() for room in svc.registry.public_rooms()]
+
+
+@router.get("/rooms/{room_id}")
+async def get_room(room_id: str, svc: ServicesDep) -> dict[str, Any]:
+    room = svc.registry.get(room_id)
+    if room is None:
+        raise HTTPException(404, "no such room")
+    return room.describe()
+
+
+@router.post("/matchmake")
+async def matchmake(body: Matchmake, svc: ServicesDep) -> dict[str, str]:
+    room = svc.registry.matchmake(body.logic or "relay", body.meta)
+    return {"room": room.id, "path": f"/ws/rooms/{room.id}"}
+
+
+@router.delete("/rooms/{room_id}", status_code=204, dependencies=[Depends(require_admin)])
+async def delete_room(room_id: str, svc: ServicesDep) -> Response:
+    if not await svc.registry.dispose(room_id, CloseCode.NO_ROOM):
+        raise HTTPException(404, "no such room")
+    return Response(status_code=204)
+
+
+@router.post("/rooms/{room_id}/kick", status_code=204, dependencies=[Depends(require_admin)])
+async def kick(room_id: str, body: Kick, svc: ServicesDep) -> Response:
+    room = svc.registry.get(room_id)
+    if room is None:
+        raise HTTPException(404, "no such room")
+    if not room.kick(body.pid):
+        raise HTTPException(404, "no such player")
+    return Response(status_code=204)
+
+
+@router.get("/rooms/{room_id}/connections", dependencies=[Depends(require_admin)])
+async def connections(room_id: str, svc: ServicesDep) -> list[dict[str, Any]]:
+    """What the server holds for each member: the figures that prove backpressure works."""
+    room = svc.registry.get(room_id)
+    if room is None:
+        raise HTTPException(404, "no such room")
+    out = []
+    for member in room.members.values():
+        conn = member.conn
+        entry: dict[str, Any] = {
+            "pid": member.pid, "spectator": member.spectator, "away": conn is None,
+            "gap_messages": len(member.gap or ()), "gap_bytes": member.gap_bytes,
+        }
+        if conn is not None:
+            outbox = conn.outbox
+            entry.update(
+                queued_bytes=conn.queued_bytes,
+                reliable_queued=outbox.reliable_len,
+                sent_messages=outbox.sent_messages,
+                sent_states=outbox.sent_states,
+                skipped_states=outbox.skipped_states,
+            )
+        out.append(entry)
+    return out
+
+
+@router.get("/stats")
+async def stats(svc: ServicesDep) -> dict[str, Any]:
+    metrics = svc.metrics
+    registry = svc.registry
+    return {
+        "connections": metrics.connections,
+        "connections_total": metrics.connections_total,
+        "rooms": len(registry.rooms),
+        "players": sum(room.seated for room in registry.rooms.values()),
+        "refused": {str(code): n for code, n in metrics.refused.items()},
+        "tick": metrics.ticks.summary(),
+    }

@@ -1,0 +1,98 @@
+"""Server-side room logic: the hook a game writes to own its rules, run inside the tick.
+
+The default ``RelayLogic`` is the merge relay of the contract: a player's input patches its
+own state and the host's ``room`` patch patches the room state. A game subclasses
+``RoomLogic`` (or ``RelayLogic``), registers it under a name, and creates rooms with
+``"logic": name``. Hooks run on the event loop inside the room's tick: they must be quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from protocol import CloseCode
+
+if TYPE_CHECKING:
+    from server.room import RoomContext
+
+
+class JoinRefused(Exception):
+    """Raised by ``on_join`` to turn a player away with a close code and a reason."""
+
+    def __init__(self, reason: str, code: CloseCode = CloseCode.FORBIDDEN) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class InputRefused(Exception):
+    """Raised by ``on_input`` to refuse one input (answered with ``error`` ``bad_message``)."""
+
+
+class RoomLogic:
+    """Base class of room logic. Every hook has a harmless default.
+
+    ``passive`` logic has nothing to do between inputs: its room may sleep until one arrives.
+    Logic with its own simulation sets ``passive = False`` so ``on_tick`` runs every tick.
+    """
+
+    name: ClassVar[str] = "base"
+    passive: ClassVar[bool] = True
+
+    def __init__(self, room: RoomContext) -> None:
+        self.room = room
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        """Called once when the room is created, with its ``meta``."""
+
+    def on_join(self, pid: str, spectator: bool) -> None:
+        """Called before a new player or spectator is admitted; raise JoinRefused to refuse."""
+
+    def on_input(self, pid: str, d: dict[str, Any], room: dict[str, Any] | None) -> None:
+        """Called at the tick for each input, in arrival order."""
+
+    def on_event(self, pid: str, d: Any, to: list[str] | None) -> bool:
+        """Called when an event arrives; return False to keep it from being relayed."""
+        return True
+
+    def on_tick(self, tick: int, dt: float) -> None:
+        """Called once per tick after the inputs were applied."""
+
+    def on_leave(self, pid: str, reason: str) -> None:
+        """Called when a seated player gives up its seat for good."""
+
+    def on_dispose(self) -> None:
+        """Called when the room is disposed."""
+
+
+class RelayLogic(RoomLogic):
+    """The merge relay: clients own their state; the host owns the room state."""
+
+    name = "relay"
+
+    def on_input(self, pid: str, d: dict[str, Any], room: dict[str, Any] | None) -> None:
+        self.room.apply_input(pid, d, room)
+
+
+_REGISTRY: dict[str, type[RoomLogic]] = {"relay": RelayLogic}
+
+
+def register(cls: type[RoomLogic]) -> type[RoomLogic]:
+    """Class decorator: make a logic available to rooms by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[RoomLogic] | None:
+    return _REGISTRY.get(name)
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_modules(modules: list[str]) -> None:
+    """Import the configured modules so that their ``@register`` decorators run."""
+    for module in modules:
+        importlib.import_module(module)

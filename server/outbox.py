@@ -1,0 +1,107 @@
+"""Per-connection outbox: a latest-wins state slot, a bounded reliable queue, one writer.
+
+A slow client must cost only its own frames. State messages replace each other in a single
+slot (a client that falls behind skips ticks and then gets a snap, or a delta from the base
+it really holds); reliable messages wait in a bounded queue whose overflow closes the client
+with 4011. The writer awaits only its own connection's transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from protocol import Codec
+from server.wire import Encoded, StateFrame, Wire
+
+Sender = Callable[[Encoded], Awaitable[None]]
+
+
+class Outbox:
+    """What one connection has yet to receive, and the task that writes it."""
+
+    def __init__(self, codec: Codec, send: Sender, max_messages: int, max_bytes: int) -> None:
+        self.codec = codec
+        self._send = send
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self._reliable: deque[Wire] = deque()
+        self.reliable_bytes = 0
+        self._state: StateFrame | None = None
+        self.have_tick: int | None = None
+        self.inflight_bytes = 0
+        self.sent_messages = 0
+        self.sent_states = 0
+        self.skipped_states = 0
+        self.overflowed = False
+        self._wake = asyncio.Event()
+
+    @property
+    def reliable_len(self) -> int:
+        return len(self._reliable)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes this connection holds on the server above the transport's own buffer."""
+        state = self._state
+        pending_state = 0
+        if state is not None:
+            wire = state.wire_for(self.have_tick)
+            pending_state = len(wire.encode(self.codec))
+        return self.reliable_bytes + pending_state + self.inflight_bytes
+
+    def push_reliable(self, wire: Wire) -> bool:
+        """Queue a reliable message; False when the queue's bound is exceeded (caller closes 4011)."""
+        if self.overflowed:
+            return False
+        data = wire.encode(self.codec)
+        size = len(data)
+        if len(self._reliable) >= self._max_messages or self.reliable_bytes + size > self._max_bytes:
+            self.overflowed = True
+            return False
+        self._reliable.append(wire)
+        self.reliable_bytes += size
+        self._wake.set()
+        return True
+
+    def take_reliable(self) -> list[Wire]:
+        """Hand over what was not written yet (a takeover carries it to the new connection)."""
+        pending = list(self._reliable)
+        self._reliable.clear()
+        self.reliable_bytes = 0
+        return pending
+
+    def push_state(self, frame: StateFrame) -> None:
+        """Latest wins: a frame still waiting is replaced, never queued behind."""
+        if self._state is not None:
+            self.skipped_states += 1
+        self._state = frame
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Write until cancelled. Reliable messages first, then the newest state."""
+        send = self._send
+        reliable = self._reliable
+        wake = self._wake
+        while True:
+            if not reliable and self._state is None:
+                wake.clear()
+                await wake.wait()
+            while reliable:
+                data = reliable.popleft().encode(self.codec)
+                size = len(data)
+                self.reliable_bytes -= size
+                self.inflight_bytes = size
+                await send(data)
+                self.sent_messages += 1
+            frame = self._state
+            if frame is not None:
+                self._state = None
+                data = frame.wire_for(self.have_tick).encode(self.codec)
+                self.inflight_bytes = len(data)
+                await send(data)
+                self.have_tick = frame.tick
+                self.sent_messages += 1
+                self.sent_states += 1
+            self.inflight_bytes = 0

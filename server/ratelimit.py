@@ -1,0 +1,52 @@
+"""Per-connection token buckets and the flood rule of the contract (section 4)."""
+
+from __future__ import annotations
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        tokens = self._tokens + (now - self._last) * self.rate
+        self._last = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False
+
+
+class FloodGuard:
+    """Decides when a refused sender is told so, and when it has flooded long enough to close.
+
+    At most one ``rate_limited`` error a second; a client refused in every second for
+    ``close_after`` seconds (no second without a refusal) is closed with 1008.
+    """
+
+    __slots__ = ("_close_after", "_last_error", "_last_refusal", "_streak_start")
+
+    def __init__(self, close_after: float) -> None:
+        self._close_after = close_after
+        self._streak_start: float | None = None
+        self._last_refusal = float("-inf")
+        self._last_error = float("-inf")
+
+    def refused(self, now: float) -> tuple[bool, bool]:
+        """Record a refusal; returns (send an error now, close the connection now)."""
+        if self._streak_start is None or now - self._last_refusal > 1.0:
+            self._streak_start = now
+        self._last_refusal = now
+        tell = now - self._last_error >= 1.0
+        if tell:
+            self._last_error = now
+        return tell, now - self._streak_start >= self._close_after

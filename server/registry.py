@@ -1,0 +1,112 @@
+"""The rooms of this worker: create on demand or by the API, find, dispose when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+from protocol import CloseCode
+from server.backplane import Backplane
+from server.metrics import Metrics
+from server.room import Room, RoomLimits, RoomOptions
+from server.settings import Settings
+from server.tokens import ResumeTokens
+
+log = logging.getLogger("tickrelay.registry")
+
+
+class RoomExists(Exception):
+    """A room with that id already exists (HTTP 409)."""
+
+
+class RoomRegistry:
+    """Owns every room and the tasks that dispose of them."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, backplane: Backplane) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.backplane = backplane
+        self.rooms: dict[str, Room] = {}
+        self.tokens = ResumeTokens()
+        self.limits = RoomLimits(
+            resume_grace=settings.resume_grace,
+            idle_timeout=settings.idle_timeout,
+            gap_messages=settings.reliable_queue_messages,
+            gap_bytes=settings.reliable_queue_bytes,
+            max_player_bytes=settings.max_player_state,
+            max_room_bytes=settings.max_room_state,
+        )
+        self._disposals: set[asyncio.Task[None]] = set()
+
+    def default_options(self, **overrides: Any) -> RoomOptions:
+        values: dict[str, Any] = {
+            "tick_rate": self.settings.tick_rate,
+            "max_players": self.settings.max_players,
+            "max_spectators": self.settings.max_spectators,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return RoomOptions(**values)
+
+    def get(self, room_id: str) -> Room | None:
+        return self.rooms.get(room_id)
+
+    def create(self, room_id: str | None = None, options: RoomOptions | None = None) -> Room:
+        if room_id is None:
+            room_id = self._new_id()
+        if room_id in self.rooms:
+            raise RoomExists(room_id)
+        room = Room(
+            room_id, options or self.default_options(), self.limits, self.tokens,
+            self.metrics.ticks, self._room_idle,
+        )
+        self.rooms[room_id] = room
+        room.start()
+        return room
+
+    def _new_id(self) -> str:
+        while True:
+            room_id = secrets.token_urlsafe(8)
+            if room_id not in self.rooms:
+                return room_id
+
+    def public_rooms(self) -> list[Room]:
+        return [room for room in self.rooms.values() if not room.options.private]
+
+    def matchmake(self, logic: str, meta: dict[str, Any]) -> Room:
+        """The fullest public room of that logic and meta with a free seat, else a new one."""
+        candidates = [
+            room for room in self.public_rooms()
+            if room.options.logic == logic
+            and room.seated < room.options.max_players
+            and all(room.options.meta.get(k, _ABSENT) == v for k, v in meta.items())
+        ]
+        if candidates:
+            return max(candidates, key=lambda room: room.seated)
+        return self.create(options=self.default_options(logic=logic, meta=dict(meta)))
+
+    async def dispose(self, room_id: str, code: CloseCode = CloseCode.NO_ROOM) -> bool:
+        room = self.rooms.pop(room_id, None)
+        if room is None:
+            return False
+        await room.close(code)
+        return True
+
+    def _room_idle(self, room: Room) -> None:
+        if self.rooms.get(room.id) is room:
+            task = asyncio.get_running_loop().create_task(self.dispose(room.id))
+            self._disposals.add(task)
+            task.add_done_callback(self._disposals.discard)
+
+    async def close(self) -> None:
+        """Dispose every room (members get ``code``) and await every disposal."""
+        for room_id in list(self.rooms):
+            await self.dispose(room_id, CloseCode.RESTART)
+        for task in list(self._disposals):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+_ABSENT = object()

@@ -1,0 +1,74 @@
+"""Server settings, read from the environment (prefix ``TICKRELAY_``) or given directly.
+
+Every setting is also a ``tickrelay serve`` flag; the CLI builds a ``Settings`` from both,
+so a bad value is refused at start with a message that names it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune. Defaults follow the protocol contract."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKRELAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    redis_url: str | None = None
+
+    auth_secret: str | None = None
+    auth_leeway: float = Field(5.0, ge=0, le=30)
+    admin_token: str | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    tick_rate: int = Field(20, ge=1, le=128)
+    max_players: int = Field(16, ge=1, le=1024)
+    max_spectators: int = Field(64, ge=0, le=10000)
+    create_rooms_on_join: bool = True
+    idle_timeout: float = Field(30.0, ge=0)
+    resume_grace: float = Field(15.0, ge=0)
+    logic_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    max_message_size: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
+    max_player_state: int = Field(16 * 1024, ge=64)
+    max_room_state: int = Field(256 * 1024, ge=64)
+    reliable_queue_messages: int = Field(1024, ge=1)
+    reliable_queue_bytes: int = Field(1024 * 1024, ge=1024)
+    write_high_water: int = Field(64 * 1024, ge=1024)
+
+    input_rate: float = Field(60.0, gt=0)
+    input_burst: int = Field(120, ge=1)
+    event_rate: float = Field(30.0, gt=0)
+    event_burst: int = Field(60, ge=1)
+    flood_close_after: float = Field(5.0, gt=0)
+
+    heartbeat_interval: float = Field(20.0, gt=0)
+    heartbeat_timeout: float = Field(20.0, gt=0)
+    max_connections: int = Field(10_000, ge=1)
+    permessage_deflate: bool = False
+    log_level: str = "info"
+
+    @field_validator("allowed_origins", "logic_modules", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        """Environment variables carry lists as ``a,b,c``: friendlier than JSON in a shell."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _workers_need_redis(self) -> Settings:
+        """In-memory rooms live in one process: several workers would each see other rooms."""
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError("workers > 1 needs redis_url (in-memory rooms cannot span processes)")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_secret)

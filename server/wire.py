@@ -1,0 +1,101 @@
+"""Server messages as they go on the wire, encoded once however many clients receive them.
+
+The hot-path rule is "encode each message once per room per tick": a ``Wire`` caches its
+MessagePack and JSON encodings, and a ``StateFrame`` holds one tick's delta plus the
+snapshot it leads to, so a client that skipped ticks can be given a ``snap`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import protocol.messages as m
+from protocol import Codec, JsonCodec, MsgpackCodec
+
+_MSGPACK = MsgpackCodec()
+_JSON = JsonCodec()
+
+Encoded = bytes | str
+
+
+class Wire:
+    """One server message; its encodings are made lazily and at most once per codec."""
+
+    __slots__ = ("_json", "_packed", "message")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+        self._packed: bytes | None = None
+        self._json: str | None = None
+
+    def encode(self, codec: Codec) -> Encoded:
+        if codec.binary:
+            if self._packed is None:
+                self._packed = _MSGPACK.encode(self.message)  # type: ignore[assignment]
+            return self._packed  # type: ignore[return-value]
+        if self._json is None:
+            self._json = _JSON.encode(self.message)  # type: ignore[assignment]
+        return self._json  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        """Size in the binary encoding: what bounds on queued bytes are counted in."""
+        if self._packed is None:
+            self._packed = _MSGPACK.encode(self.message)  # type: ignore[assignment]
+        return len(self._packed)  # type: ignore[arg-type]
+
+
+class StateFrame:
+    """The state a room published at one tick.
+
+    ``delta`` turns the frame at ``base`` into this one; ``snap`` is the whole state. The
+    snapshot parts are immutable (states are copy-on-write), so keeping them costs only
+    references, and the snap is built only if some client needs it.
+    """
+
+    __slots__ = ("_delta", "_snap", "acks", "acks_patch", "base", "patch", "players", "room",
+                 "st", "tick")
+
+    def __init__(
+        self,
+        tick: int,
+        base: int | None,
+        st: int,
+        players: dict[str, Any],
+        room: Any,
+        acks: dict[str, int],
+        patch: dict[str, Any] | None = None,
+        acks_patch: dict[str, int | None] | None = None,
+    ) -> None:
+        self.tick = tick
+        self.base = base
+        self.st = st
+        self.players = players
+        self.room = room
+        self.acks = acks
+        self.patch = patch
+        self.acks_patch = acks_patch
+        self._delta: Wire | None = None
+        self._snap: Wire | None = None
+
+    @property
+    def snap(self) -> Wire:
+        if self._snap is None:
+            state = {"players": self.players, "room": self.room}
+            self._snap = Wire(m.snap(self.tick, self.st, state, self.acks))
+        return self._snap
+
+    @property
+    def delta(self) -> Wire | None:
+        if self._delta is None and self.patch is not None and self.base is not None:
+            acks_patch = self.acks_patch if self.acks_patch is not None else {}
+            self._delta = Wire(m.delta(self.tick, self.base, self.st, self.patch, acks_patch))
+        return self._delta
+
+    def wire_for(self, have_tick: int | None) -> Wire:
+        """A delta when the client holds our base, else the full snapshot (never a broken chain)."""
+        if have_tick is not None and have_tick == self.base:
+            delta = self.delta
+            if delta is not None:
+                return delta
+        return self.snap
