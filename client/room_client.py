@@ -86,7 +86,9 @@ _SERVER_MAX_DEPTH = 256
 
 def _frame_len(frame: bytes | str) -> int:
     """Payload size as sent on the wire (UTF-8 for text frames)."""
-    return len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8"))
+    if isinstance(frame, bytes) or frame.isascii():
+        return len(frame)
+    return len(frame.encode("utf-8", "surrogatepass"))
 
 
 class RoomClient:
@@ -290,7 +292,7 @@ class RoomClient:
             self._finish()
             return
         if task is asyncio.current_task():
-            # Called from on_reconnect/on_message: the task ends by itself now that the
+            # Called from an on_reconnect callback: the task ends by itself now that the
             # socket is closed and _closing is set; awaiting ourselves would deadlock.
             return
         if not task.done():
@@ -512,9 +514,7 @@ class RoomClient:
             return self._subprotocols or None
         return [_SUBPROTOCOLS[self._codec_name]]
 
-    async def _open(
-        self, resume: str | None
-    ) -> tuple[ClientConnection, Codec, dict[str, Any]]:
+    async def _open(self, resume: str | None) -> tuple[ClientConnection, Codec, dict[str, Any]]:
         """Open one WebSocket and read its first message, which must be ``welcome``."""
         url = build_url(
             self._base_url,
@@ -556,7 +556,7 @@ class RoomClient:
                 except ConnectionClosed as exc:
                     # Accepted then closed at once: the contract's way to refuse a join.
                     rcvd = exc.rcvd
-                    code = rcvd.code if rcvd is not None else ws.close_code or 1006
+                    code = int(rcvd.code if rcvd is not None else ws.close_code or 1006)
                     reason = rcvd.reason if rcvd is not None else ""
                     raise ConnectRefused(code, reason) from None
             self.bytes_received += _frame_len(frame)
@@ -662,7 +662,8 @@ class RoomClient:
             self._deliver(msg)
 
     def _connection_ended(self, ws: ClientConnection) -> None:
-        code = ws.close_code if ws.close_code is not None else 1006
+        # int(): websockets reports 1006 as its own CloseCode enum member.
+        code = int(ws.close_code) if ws.close_code is not None else 1006
         reason = ws.close_reason
         self._ws = None
         self.close_code = code

@@ -34,7 +34,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; unset flags leave the environment's value in force."""
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
-        help_text = f"(env TICKRELAY_{name.upper()}; default {field.get_default(call_default_factory=True)!r})"
+        default = field.get_default(call_default_factory=True)
+        help_text = f"(env TICKRELAY_{name.upper()}; default {default!r})"
         if _is_bool(annotation):
             parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)

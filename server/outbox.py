@@ -52,12 +52,13 @@ class Outbox:
         return self.reliable_bytes + pending_state + self.inflight_bytes
 
     def push_reliable(self, wire: Wire) -> bool:
-        """Queue a reliable message; False when the queue's bound is exceeded (caller closes 4011)."""
+        """Queue a reliable message; False past the queue's bound (the caller closes 4011)."""
         if self.overflowed:
             return False
         data = wire.encode(self.codec)
         size = len(data)
-        if len(self._reliable) >= self._max_messages or self.reliable_bytes + size > self._max_bytes:
+        full = len(self._reliable) >= self._max_messages
+        if full or self.reliable_bytes + size > self._max_bytes:
             self.overflowed = True
             return False
         self._reliable.append(wire)

@@ -45,7 +45,7 @@ class Backplane(ABC):
     @abstractmethod
     async def set(self, key: str, value: bytes, ttl: float | None = None,
                   only_new: bool = False) -> bool:
-        """Store ``value``; with ``only_new`` only if the key is absent (a lease). True if stored."""
+        """Store ``value``; with ``only_new`` only if absent (a lease). True if stored."""
 
     @abstractmethod
     async def get(self, key: str) -> bytes | None: ...
