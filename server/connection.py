@@ -66,8 +66,10 @@ class Connection:
         self.room: Room | None = None
         self.member: Member | None = None
         self.close_code: int | None = None
+        direct = handle.write_frame if handle is not None and handle.can_write_frames else None
         self.outbox = Outbox(
-            codec, self._send, settings.reliable_queue_messages, settings.reliable_queue_bytes
+            codec, self._send, settings.reliable_queue_messages, settings.reliable_queue_bytes,
+            direct,
         )
         now = time.monotonic()
         self._inputs = TokenBucket(settings.input_rate, settings.input_burst, now)

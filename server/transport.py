@@ -10,11 +10,35 @@ app falls back to plain ASGI when it runs under another server.
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 EXTENSION = "tickrelay.transport"
+
+_TEXT = 0x81  # FIN + text opcode
+_BINARY = 0x82  # FIN + binary opcode
+
+
+def frame(payload: bytes | str) -> bytes:
+    """One unmasked, unfragmented WebSocket frame (RFC 6455 section 5.2).
+
+    Server frames carry no mask, so the same framed bytes can be written to every client
+    that should receive the message: framing is done once, not once per client.
+    """
+    if isinstance(payload, str):
+        data, first = payload.encode(), _TEXT
+    else:
+        data, first = payload, _BINARY
+    size = len(data)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + data
 
 
 class TransportHandle:
@@ -35,6 +59,26 @@ class TransportHandle:
     def failed_code(self) -> int | None:
         """The close code uvicorn sent on its own (a frame over the size limit: 1009)."""
         return self._protocol.failed_code
+
+    @property
+    def can_write_frames(self) -> bool:
+        """Pre-framed writes are only valid without a per-connection compression context."""
+        return not self._protocol.config.ws_per_message_deflate
+
+    def write_frame(self, data: bytes) -> bool:
+        """Write pre-framed bytes now if the transport takes them without waiting.
+
+        False means "use the slow path": the buffer is above its high-water mark, or the
+        connection is closing. Never blocks, never awaits.
+        """
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
+            return False
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
 
     def set_high_water(self, high: int) -> None:
         transport = self._protocol.transport

@@ -11,6 +11,7 @@ from typing import Any
 
 import protocol.messages as m
 from protocol import Codec, JsonCodec, MsgpackCodec
+from server.transport import frame
 
 _MSGPACK = MsgpackCodec()
 _JSON = JsonCodec()
@@ -21,12 +22,24 @@ Encoded = bytes | str
 class Wire:
     """One server message; its encodings are made lazily and at most once per codec."""
 
-    __slots__ = ("_json", "_packed", "message")
+    __slots__ = ("_json", "_json_frame", "_packed", "_packed_frame", "message")
 
     def __init__(self, message: dict[str, Any]) -> None:
         self.message = message
         self._packed: bytes | None = None
         self._json: str | None = None
+        self._packed_frame: bytes | None = None
+        self._json_frame: bytes | None = None
+
+    def framed(self, codec: Codec) -> bytes:
+        """The whole WebSocket frame, built once and written as is to every client."""
+        if codec.binary:
+            if self._packed_frame is None:
+                self._packed_frame = frame(self.encode(codec))
+            return self._packed_frame
+        if self._json_frame is None:
+            self._json_frame = frame(self.encode(codec))
+        return self._json_frame
 
     def encode(self, codec: Codec) -> Encoded:
         if codec.binary:
