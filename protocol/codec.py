@@ -14,7 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import msgpack
 
@@ -95,7 +95,10 @@ def _check_tree(node: dict[Any, Any] | list[Any], depth: int, max_depth: int) ->
 def _check_message(obj: Any, max_depth: int) -> dict[str, Any]:
     if type(obj) is not dict:
         raise _bad("message is not a map")
-    _check_tree(obj, 1, max_depth)
+    try:
+        _check_tree(obj, 1, max_depth)
+    except RecursionError as exc:  # only reachable with a max_depth near the stack limit
+        raise _bad("nesting too deep") from exc
     if type(obj.get("t")) is not str:
         raise _bad("missing or non-string t")
     return obj
@@ -131,7 +134,7 @@ class _ExtTypeSeen(Exception):
     """Raised from inside msgpack's ext hook to abort decoding at the first ext value."""
 
 
-def _reject_ext(code: int, data: bytes) -> Any:
+def _reject_ext(code: int, data: bytes) -> NoReturn:
     raise _ExtTypeSeen(code)
 
 
@@ -180,7 +183,7 @@ class _NonFiniteConstant(Exception):
     """NaN/Infinity are accepted by Python's json module but are not JSON."""
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise _NonFiniteConstant(name)
 
 
@@ -251,6 +254,8 @@ def _check_escaped_surrogates(message: dict[str, Any]) -> None:
         _encode_json_lenient(message).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise _bad("invalid UTF-8: lone surrogate") from exc
+    except (ValueError, RecursionError) as exc:  # a max_depth near the stack limit
+        raise _bad("nesting too deep") from exc
 
 
 class JsonCodec(Codec):

@@ -38,7 +38,7 @@ class CloseCode(IntEnum):
 
 
 _REASONS: dict[CloseCode, str] = {
-    CloseCode.NORMAL: "bye",
+    CloseCode.NORMAL: "left the room",
     CloseCode.POLICY: "rate limit exceeded",
     CloseCode.TOO_LARGE: "message too large",
     CloseCode.INTERNAL: "internal error",

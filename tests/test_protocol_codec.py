@@ -62,12 +62,13 @@ def close_code(codec: Codec, frame: Any) -> CloseCode:
     return caught.value.code
 
 
-def nested(depth: int) -> dict[str, Any]:
-    """A message whose container depth (the message map counting 1) is ``depth``."""
-    value: Any = 1
-    for _ in range(depth - 1):
-        value = [value]
-    return {"t": "x", "v": value} if depth > 1 else {"t": "x"}
+def deep_frame(codec: Codec, depth: int) -> bytes | str:
+    """A message of container depth ``depth`` (the message map counting 1), built by
+    hand because encoders refuse the deepest ones."""
+    lists = depth - 1
+    if codec.binary:
+        return b"\x82\xa1t\xa1x\xa1v" + b"\x91" * lists + b"\x01"
+    return '{"t":"x","v":' + "[" * lists + "1" + "]" * lists + "}"
 
 
 # --- close codes and errors --------------------------------------------------------------
@@ -355,12 +356,12 @@ def test_msgpack_ext_minus_one_of_invalid_length_closes_4000() -> None:
 
 @pytest.mark.parametrize("codec", CODECS, ids=["msgpack", "json"])
 def test_nesting_at_max_depth_is_accepted(codec: Codec) -> None:
-    assert codec.decode(raw(codec, nested(32)))["t"] == "x"
+    assert codec.decode(deep_frame(codec, 32))["t"] == "x"
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=["msgpack", "json"])
 def test_nesting_deeper_than_max_depth_closes_4000(codec: Codec) -> None:
-    assert close_code(codec, raw(codec, nested(33))) == CloseCode.BAD_REQUEST
+    assert close_code(codec, deep_frame(codec, 33)) == CloseCode.BAD_REQUEST
 
 
 def test_max_depth_is_configurable() -> None:
@@ -369,12 +370,25 @@ def test_max_depth_is_configurable() -> None:
     assert close_code(codec, '{"t":"x","d":{"a":[]}}') == CloseCode.BAD_REQUEST
 
 
-def test_extremely_deep_json_closes_4000() -> None:
-    assert close_code(JSON, '{"t":"x","d":' + "[" * 30000 + "]" * 30000 + "}") == 4000
+@pytest.mark.parametrize("codec", CODECS, ids=["msgpack", "json"])
+def test_extremely_deep_nesting_closes_4000(codec: Codec) -> None:
+    assert close_code(codec, deep_frame(codec, 30000)) == CloseCode.BAD_REQUEST
 
 
-def test_extremely_deep_msgpack_closes_4000() -> None:
-    assert close_code(MSGPACK, b"\x82\xa1t\xa1x\xa1d" + b"\x91" * 60000 + b"\x01") == 4000
+@pytest.mark.parametrize("kind", [MsgpackCodec, JsonCodec])
+def test_deep_nesting_under_a_huge_max_depth_still_closes_4000(kind: type[Codec]) -> None:
+    codec = kind(Limits(max_depth=1_000_000))
+    assert close_code(codec, deep_frame(codec, 5000)) == CloseCode.BAD_REQUEST
+
+
+@pytest.mark.parametrize("kind", [MsgpackCodec, JsonCodec])
+def test_nesting_near_the_stack_limit_never_escapes_as_recursion_error(kind: type[Codec]) -> None:
+    codec = kind(Limits(max_depth=1_000_000))
+    for depth in range(900, 1100, 7):
+        try:
+            codec.decode(deep_frame(codec, depth))
+        except ProtocolError as error:
+            assert error.code == CloseCode.BAD_REQUEST
 
 
 def test_decode_lets_bin_nan_and_big_integers_through_for_parse() -> None:
