@@ -7,7 +7,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from protocol import CloseCode
 from server import logic as logic_registry
@@ -27,7 +27,8 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 def _check_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(meta, separators=(",", ":"))) > META_LIMIT:
+    encoded = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(encoded) > META_LIMIT:
         raise ValueError(f"meta must encode to at most {META_LIMIT} bytes")
     return meta
 
@@ -39,7 +40,12 @@ def _check_logic(name: str | None) -> str | None:
 
 
 class CreateRoom(BaseModel):
-    id: str | None = Field(None, pattern=ROOM_ID.pattern)
+    """Room options; strict, so ``"tick_rate": true`` or ``"10"`` is a 422, not a guess."""
+
+    model_config = ConfigDict(strict=True)
+
+    # Anchored: pydantic's pattern is a search, so the bare pattern let "a/b" through.
+    id: str | None = Field(None, pattern=rf"^{ROOM_ID.pattern}$")
     tick_rate: int | None = Field(None, ge=1, le=128)
     max_players: int | None = Field(None, ge=1, le=1024)
     max_spectators: int | None = Field(None, ge=0, le=10000)
@@ -52,6 +58,8 @@ class CreateRoom(BaseModel):
 
 
 class Matchmake(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     logic: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
