@@ -127,13 +127,12 @@ def join(services: Services, conn: Connection, room_id: str, connections: int) -
             raise Refusal(CloseCode.NO_ROOM, "no such room")
         room = registry.create(room_id)
     conn.room = room
-    if resumed is not None:
-        room.reattach(conn, resumed, by_token=True)
-        return room
     pid = identity.pid if identity is not None else secrets.token_hex(6)
-    existing = room.members.get(pid)
+    existing = resumed if resumed is not None else room.members.get(pid)
     if existing is not None:
-        room.reattach(conn, existing, by_token=False)
+        if identity is not None and identity.spectate_only and not existing.spectator:
+            raise Refusal(CloseCode.FORBIDDEN, "a spectate-only token cannot take over a seat")
+        room.reattach(conn, existing, by_token=resumed is not None)
         return room
     try:
         room.admit(conn, pid, spectate)

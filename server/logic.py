@@ -9,12 +9,14 @@ own state and the host's ``room`` patch patches the room state. A game subclasse
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from protocol import CloseCode
 
 if TYPE_CHECKING:
-    from server.room import RoomContext
+    from server.room import Room
 
 
 class JoinRefused(Exception):
@@ -40,7 +42,7 @@ class RoomLogic:
     name: ClassVar[str] = "base"
     passive: ClassVar[bool] = True
 
-    def __init__(self, room: RoomContext) -> None:
+    def __init__(self, room: Room) -> None:
         self.room = room
 
     def on_create(self, options: dict[str, Any]) -> None:
@@ -93,6 +95,13 @@ def names() -> list[str]:
 
 
 def load_modules(modules: list[str]) -> None:
-    """Import the configured modules so that their ``@register`` decorators run."""
+    """Import the configured modules so that their ``@register`` decorators run.
+
+    The working directory is importable, as with ``uvicorn``: a game's logic module next to
+    where the server is started is found without setting PYTHONPATH.
+    """
+    cwd = os.getcwd()
+    if modules and cwd not in sys.path:
+        sys.path.insert(0, cwd)
     for module in modules:
         importlib.import_module(module)

@@ -17,6 +17,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 EXTENSION = "tickrelay.transport"
 
+CLOSE_GRACE = 5.0  # seconds a closed peer has to read up to our close frame
 _TEXT = 0x81  # FIN + text opcode
 _BINARY = 0x82  # FIN + binary opcode
 
@@ -114,6 +115,7 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.writable.set()
-        # A peer that is not reading will not answer the close: do not wait for it long.
+        # A peer that is not reading may never answer the close: give a slow reader a few
+        # seconds to reach the close frame behind its backlog, then let go of the socket.
         loop = asyncio.get_running_loop()
-        self.close_timer = loop.call_later(1.0, self.transport.abort)
+        self.close_timer = loop.call_later(CLOSE_GRACE, self.transport.abort)
