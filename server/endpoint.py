@@ -97,6 +97,8 @@ async def room_endpoint(websocket: WebSocket) -> None:
             await websocket.close(refusal.code, refusal.reason)
             return
         conn.start()
+        if handle is not None:
+            handle.set_message_handler(conn.handle_frame)
         disconnect_code = await conn.serve()
         room.connection_ended(conn, conn.end_reason(disconnect_code))
     finally:
