@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Any, get_args
 
 from pydantic import ValidationError
@@ -112,8 +113,13 @@ def mint_token(args: argparse.Namespace) -> int:
 
     if not args.secret:
         return _fail("no secret: pass --secret or set TICKRELAY_AUTH_SECRET")
-    print(mint(args.secret, args.sub, rooms=args.rooms, ttl=args.ttl,
-               spectate_only=args.spectate_only))
+    if len(args.secret.encode()) < 32:
+        print(f"{PROG}: warning: secrets under 32 bytes are easy to guess", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT's own multi-line version of the same warning
+        token = mint(args.secret, args.sub, rooms=args.rooms, ttl=args.ttl,
+                     spectate_only=args.spectate_only)
+    print(token)
     return 0
 
 

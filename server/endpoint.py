@@ -115,7 +115,7 @@ def join(services: Services, conn: Connection, room_id: str, connections: int) -
         raise Refusal(CloseCode.BAD_REQUEST, "bad room id")
     query = conn.websocket.query_params
     spectate_value = query.get("spectate")
-    if spectate_value is not None and spectate_value.lower() not in TRUE_VALUES:
+    if spectate_value is not None and spectate_value not in TRUE_VALUES:
         raise Refusal(CloseCode.BAD_REQUEST, "bad spectate value")
     spectate = spectate_value is not None
     identity = authenticate(settings, conn.websocket, room_id)
