@@ -35,8 +35,20 @@ class InputRefused(Exception):
 class RoomLogic:
     """Base class of room logic. Every hook has a harmless default.
 
+    One instance per room, created with the room (``self.room``). Hooks run on the event
+    loop, one at a time, so the logic needs no locks; they must be quick and must not block.
+    What the logic may call on ``self.room``: ``players`` (read-only states by pid, in join
+    order), ``room_state``, ``tick``, ``options`` (``options.tick_rate``, ``options.meta``),
+    ``apply_input``, ``patch_player``, ``patch_room`` (merge patches: ``None`` deletes a key,
+    states are replaced copy-on-write, never mutate them in place), ``send_event(d, to=None)``
+    (``from`` null: the server speaks) and ``kick(pid)``.
+
     ``passive`` logic has nothing to do between inputs: its room may sleep until one arrives.
     Logic with its own simulation sets ``passive = False`` so ``on_tick`` runs every tick.
+
+    Failures: an exception in ``on_input`` refuses that input (``error`` ``bad_message``),
+    one in ``on_join`` refuses the join (close 1011); both are logged with their traceback.
+    One in ``on_event``, ``on_tick`` or ``on_leave`` is logged and the room goes on.
     """
 
     name: ClassVar[str] = "base"
@@ -46,23 +58,36 @@ class RoomLogic:
         self.room = room
 
     def on_create(self, options: dict[str, Any]) -> None:
-        """Called once when the room is created, with its ``meta``."""
+        """Called once when the room is created, with its ``meta`` (client-controlled when
+        the room comes from ``/matchmake``: validate it, never raise on it)."""
 
-    def on_join(self, pid: str, spectator: bool) -> None:
-        """Called before a new player or spectator is admitted; raise JoinRefused to refuse."""
+    def on_join(self, pid: str, spectator: bool) -> dict[str, Any] | None:
+        """Called before a new player or spectator is admitted (not on a resume or a
+        takeover); raise JoinRefused to refuse. A seated player's state starts as the dict
+        returned (``{}`` when None), so the join's own snapshot already holds it."""
+        return None
 
     def on_input(self, pid: str, d: dict[str, Any], room: dict[str, Any] | None) -> None:
-        """Called at the tick for each input, in arrival order."""
+        """Called at the tick for each input, in arrival order, before ``on_tick``.
+
+        Raise InputRefused (or let any exception out) to refuse the input: every state
+        change made during the call (any player's, the room's) is undone and the ack does
+        not move. Events sent before the raise are not taken back: send them last.
+        """
 
     def on_event(self, pid: str, d: Any, to: list[str] | None) -> bool:
-        """Called when an event arrives; return False to keep it from being relayed."""
+        """Called when an event arrives (from a player or a spectator), at once, not at a
+        tick; return False to keep it from being relayed."""
         return True
 
     def on_tick(self, tick: int, dt: float) -> None:
-        """Called once per tick after the inputs were applied."""
+        """Called once per tick after the inputs were applied (only when not ``passive``).
+        ``dt`` is the time since the previous tick: a late tick covers several periods."""
 
     def on_leave(self, pid: str, reason: str) -> None:
-        """Called when a seated player gives up its seat for good."""
+        """Called when a seated player gives up its seat for good (``left``, ``timeout``,
+        ``kicked``, ``error``), after it was removed from ``players``. Not called for
+        spectators, for drops inside the resume grace, or when the room is disposed."""
 
     def on_dispose(self) -> None:
         """Called when the room is disposed."""

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import protocol.messages as m
-from protocol import CloseCode, ErrorCode, Event, Input, LeaveReason, now_ms
+from protocol import CloseCode, ErrorCode, Event, Input, LeaveReason, apply_patch, now_ms
 from server import logic as logic_registry
-from server.logic import InputRefused, RoomLogic
+from server.logic import InputRefused, JoinRefused, RoomLogic
 from server.metrics import TickStats
-from server.state import RoomState, StateTooLarge
+from server.state import RoomState, StateTooLarge, encoded_size
 from server.tick import TickLoop
 from server.wire import Wire
 
@@ -107,6 +107,10 @@ class Room:
         self.state = RoomState(limits.max_player_bytes, limits.max_room_bytes)
         self.closed = False
         self._inputs: list[tuple[Member, Input]] = []
+        # While on_input runs: the player states it changed, as they were before (for undo).
+        self._journal: dict[str, Any] | None = None
+        # New connections whose first snap waits for the next tick (see _send_snap).
+        self._want_snap: list[Connection] = []
         self._order = itertools.count()
         self._on_empty = on_empty
         self._idle: asyncio.TimerHandle | None = None
@@ -163,7 +167,7 @@ class Room:
     def admit(self, conn: Connection, pid: str, spectator: bool) -> Member:
         """Seat a new player (or place a spectator). ``on_join`` may raise JoinRefused."""
         self.check_place(spectator)
-        self.logic.on_join(pid, spectator)
+        initial = self._run_on_join(pid, spectator)
         member = Member(pid, spectator, next(self._order))
         member.conn = conn
         conn.member = member
@@ -172,10 +176,12 @@ class Room:
         if spectator:
             self.spectators += 1
             self._welcome(member, resumed=False)
-            conn.push_state(self.state.last_frame)
+            self._send_snap(conn)
             return member
         self.seated += 1
         self.state.add_player(pid)
+        if initial:
+            self.state.set_player(pid, initial)
         new_host = self.host is None
         if new_host:
             self.host = pid
@@ -185,6 +191,25 @@ class Room:
             self._broadcast(m.host(pid))
         self.ticks.wake()
         return member
+
+    def _run_on_join(self, pid: str, spectator: bool) -> dict[str, Any]:
+        """``on_join``: its JoinRefused refuses the join, any other failure refuses it with
+        1011 (a logic bug must not crash the endpoint). Returns the player's first state."""
+        try:
+            initial = self.logic.on_join(pid, spectator)
+            if initial is None or spectator:
+                return {}
+            if not isinstance(initial, dict):
+                raise TypeError(f"on_join returned {type(initial).__name__}, not a dict")
+            state = apply_patch({}, initial)
+            if encoded_size(state) > self.limits.max_player_bytes:
+                raise StateTooLarge(f"initial state over {self.limits.max_player_bytes} bytes")
+            return state
+        except JoinRefused:
+            raise
+        except Exception:
+            log.exception("room %s: on_join failed", self.id)
+            raise JoinRefused("the room could not admit the player", CloseCode.INTERNAL) from None
 
     def reattach(self, conn: Connection, member: Member, by_token: bool) -> None:
         """A connection takes over a place: a resume inside the grace, or a takeover (4010)."""
@@ -203,13 +228,22 @@ class Room:
         self._welcome(member, resumed=by_token or not member.spectator)
         for wire in carried:
             conn.push_reliable(wire)
-        conn.push_state(self.state.last_frame)
+        self._send_snap(conn)
         if member.spectator:
             return
         if came_back:
             self._broadcast(m.back(member.pid), exclude=member)
         if self.host is None:
             self._set_host(member.pid)
+
+    def _send_snap(self, conn: Connection) -> None:
+        """The current state for a new connection: the last frame when it is current, else
+        the next tick's (a join already announced must not be missing from the snap)."""
+        if self.state.dirty:
+            self._want_snap.append(conn)
+            self.ticks.wake()
+        else:
+            conn.push_state(self.state.last_frame)
 
     def _welcome(self, member: Member, resumed: bool) -> None:
         conn = member.conn
@@ -339,7 +373,8 @@ class Room:
     # The tick ----------------------------------------------------------------------------
 
     def _busy(self) -> bool:
-        return bool(self._inputs) or self.state.dirty or not self.logic.passive
+        return (bool(self._inputs) or bool(self._want_snap) or self.state.dirty
+                or not self.logic.passive)
 
     def _step(self, tick: int, dt: float) -> None:
         inputs, self._inputs = self._inputs, []
@@ -352,7 +387,13 @@ class Room:
             except Exception:
                 log.exception("room %s: on_tick failed", self.id)
         frame = self.state.publish(tick)
+        waiting, self._want_snap = self._want_snap, []
         if frame is None:
+            for conn in waiting:  # nothing changed after all: the last frame is current
+                member = conn.member
+                if member is not None and member.conn is conn \
+                        and self.members.get(member.pid) is member:
+                    conn.push_state(self.state.last_frame)
             return
         for member in self.members.values():
             conn = member.conn
@@ -360,29 +401,46 @@ class Room:
                 conn.push_state(frame)
 
     def _apply(self, member: Member, message: Input) -> None:
-        """Run the logic's ``on_input``; a refusal leaves both states and the ack untouched."""
+        """Run the logic's ``on_input``; a refusal leaves every state and the ack untouched
+        (the player states it changed, whoever's, and the room state)."""
         pid = member.pid
         state = self.state
-        before_player, before_room = state.players.get(pid), state.room
+        before_room = state.room
+        self._journal = journal = {}
         try:
             self.logic.on_input(pid, message.d, message.room)
         except StateTooLarge as exc:
-            self._undo(pid, before_player, before_room)
+            self._undo(journal, before_room)
             self._error(member, ErrorCode.TOO_LARGE, str(exc), message.seq)
         except InputRefused as exc:
-            self._undo(pid, before_player, before_room)
+            self._undo(journal, before_room)
             self._error(member, ErrorCode.BAD_MESSAGE, str(exc) or "input refused", message.seq)
         except Exception:
             log.exception("room %s: on_input failed", self.id)
-            self._undo(pid, before_player, before_room)
+            self._undo(journal, before_room)
             self._error(member, ErrorCode.BAD_MESSAGE, "input refused by the room", message.seq)
         else:
             state.ack(pid, message.seq)
+            return
+        finally:
+            self._journal = None
+        # A refused seq does not count for the stale check ("received and not refused",
+        # section 2): unless a later input of this player is pending, the bar is its ack.
+        if member.last_seq == message.seq:
+            member.last_seq = state.acks.get(pid, 0)
 
-    def _undo(self, pid: str, player: Any, room: Any) -> None:
-        if player is not None and pid in self.state.players:
-            self.state.players[pid] = player
+    def _undo(self, journal: dict[str, Any], room: Any) -> None:
+        players = self.state.players
+        for pid, player in journal.items():
+            if pid in players:
+                players[pid] = player
         self.state.room = room
+
+    def _remember(self, pid: str) -> None:
+        """Inside ``on_input``: keep the player's state as it was, for an undo."""
+        journal = self._journal
+        if journal is not None and pid not in journal and pid in self.state.players:
+            journal[pid] = self.state.players[pid]
 
     def _error(self, member: Member, code: ErrorCode, msg: str, ref: int | str | None) -> None:
         if member.conn is not None:
@@ -407,12 +465,15 @@ class Room:
         """Merge ``d`` into the player's state and ``room`` into the room state, whole or not."""
         new_player = self.state.patched_player(pid, d)
         new_room = self.state.patched_room(room) if room is not None else None
+        self._remember(pid)
         self.state.set_player(pid, new_player)
         if new_room is not None:
             self.state.set_room(new_room)
 
     def patch_player(self, pid: str, patch: dict[str, Any]) -> None:
-        self.state.set_player(pid, self.state.patched_player(pid, patch))
+        new_player = self.state.patched_player(pid, patch)
+        self._remember(pid)
+        self.state.set_player(pid, new_player)
 
     def patch_room(self, patch: dict[str, Any]) -> None:
         self.state.set_room(self.state.patched_room(patch))

@@ -117,9 +117,27 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][EXTENSION] = TransportHandle(self)
 
     def handle_parser_exception(self) -> None:
-        if self.conn.close_sent is not None:
-            self.failed_code = self.conn.close_sent.code
-        super().handle_parser_exception()
+        """Send the close frame (1009 for a frame over the size bound), then half-close.
+
+        uvicorn closes the socket at once; with the rest of the offending frame still
+        arriving, the kernel then resets the connection and the client may never read the
+        close frame (it sees 1006, not 1009). So: write the close frame and EOF, let the
+        failed parser discard whatever still comes until the client's EOF ends the
+        connection, and let go of the socket after ``CLOSE_GRACE`` at the latest.
+        """
+        if self.close_sent or self.transport.is_closing():
+            return  # later data of a failed connection, already discarded by the parser
+        close = self.conn.close_sent
+        assert close is not None
+        self.failed_code = close.code
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
+        )
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.close_timer = self.loop.call_later(CLOSE_GRACE, self.transport.abort)
 
     def send_receive_event_to_app(self) -> None:
         handler = self.message_handler
