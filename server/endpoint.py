@@ -22,7 +22,7 @@ from server.auth import AuthError, Identity, check_room, verify
 from server.connection import Connection
 from server.logic import JoinRefused
 from server.metrics import Metrics
-from server.registry import RoomRegistry
+from server.registry import RoomFailed, RoomRegistry
 from server.room import Member, Room, SeatRefused
 from server.settings import Settings
 from server.transport import EXTENSION, TransportHandle
@@ -127,7 +127,10 @@ def join(services: Services, conn: Connection, room_id: str, connections: int) -
     if room is None:
         if not settings.create_rooms_on_join:
             raise Refusal(CloseCode.NO_ROOM, "no such room")
-        room = registry.create(room_id)
+        try:
+            room = registry.create(room_id)
+        except RoomFailed as exc:
+            raise Refusal(CloseCode.INTERNAL, str(exc)) from None
     conn.room = room
     pid = identity.pid if identity is not None else secrets.token_hex(6)
     existing = resumed if resumed is not None else room.members.get(pid)

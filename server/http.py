@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from protocol import CloseCode
 from server import logic as logic_registry
 from server.endpoint import ROOM_ID, Services
-from server.registry import RoomExists
+from server.registry import RoomExists, RoomFailed
 
 router = APIRouter()
 
@@ -114,6 +114,8 @@ async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> d
         room = registry.create(body.id, options)
     except RoomExists:
         raise HTTPException(409, f"room {body.id!r} exists") from None
+    except RoomFailed as exc:
+        raise HTTPException(500, str(exc)) from None
     return room.describe()
 
 
@@ -132,7 +134,10 @@ async def get_room(room_id: str, svc: ServicesDep) -> dict[str, Any]:
 
 @router.post("/matchmake")
 async def matchmake(body: Matchmake, svc: ServicesDep) -> dict[str, str]:
-    room = svc.registry.matchmake(body.logic or "relay", body.meta)
+    try:
+        room = svc.registry.matchmake(body.logic or "relay", body.meta)
+    except RoomFailed as exc:
+        raise HTTPException(500, str(exc)) from None
     return {"room": room.id, "path": f"/ws/rooms/{room.id}"}
 
 

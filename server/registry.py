@@ -22,6 +22,10 @@ class RoomExists(Exception):
     """A room with that id already exists (HTTP 409)."""
 
 
+class RoomFailed(Exception):
+    """The room's logic failed in ``on_create``; the room was not kept."""
+
+
 class RoomRegistry:
     """Owns every room and the tasks that dispose of them."""
 
@@ -62,8 +66,12 @@ class RoomRegistry:
             room_id, options or self.default_options(), self.limits, self.tokens,
             self.metrics.ticks, self._room_idle,
         )
+        try:
+            room.start()
+        except Exception as exc:
+            log.exception("room %s: logic %s failed to start", room_id, room.options.logic)
+            raise RoomFailed(f"room logic failed to start: {exc}"[:120]) from None
         self.rooms[room_id] = room
-        room.start()
         return room
 
     def _new_id(self) -> str:

@@ -30,7 +30,18 @@ class _DropDeliberateTracebacks(logging.Filter):
         return True
 
 
-logging.getLogger("tickrelay.room").addFilter(_DropDeliberateTracebacks())
+for _name in ("tickrelay.room", "tickrelay.registry"):
+    logging.getLogger(_name).addFilter(_DropDeliberateTracebacks())
+
+
+@register
+class CrashOnCreate(RelayLogic):
+    """A buggy on_create: the room cannot start."""
+
+    name = "crash_on_create"
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        raise DeliberateFailure("on_create bug")
 
 
 @register

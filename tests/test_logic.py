@@ -34,6 +34,19 @@ async def describe(server, room_id: str) -> dict[str, Any]:
     return response.json()
 
 
+# on_create --------------------------------------------------------------------------------
+
+async def test_on_create_failure_answers_500_and_keeps_no_room(logic_server, room_id):
+    async with httpx.AsyncClient(base_url=logic_server.http) as http:
+        created = await http.post(
+            "/rooms", json={"id": room_id, "logic": "crash_on_create"},
+            headers=logic_server.admin_headers(),
+        )
+        assert created.status_code == 500
+        assert "failed to start" in created.json()["detail"]
+        assert (await http.get(f"/rooms/{room_id}")).status_code == 404
+
+
 # on_join ----------------------------------------------------------------------------------
 
 async def test_on_join_refusal_closes_with_its_code_and_reason(logic_server, room_id):
