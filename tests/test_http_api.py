@@ -381,3 +381,26 @@ async def test_create_room_refuses_options_of_the_wrong_json_type(server, option
     async with httpx.AsyncClient(base_url=server.http) as http:
         response = await http.post("/rooms", json=options, headers=server.admin_headers())
     assert response.status_code == 422
+
+
+async def test_stats_report_connections_rooms_and_tick_lag(server, room_id):
+    async with await connect(server.ws, room_id) as alice:
+        await alice.wait_for("snap")
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            stats = (await http.get("/stats")).json()
+    assert stats["connections"] >= 1
+    assert stats["players"] >= 1
+    assert stats["tick"]["ticks"] >= 1
+    assert stats["tick"]["lag_p99_ms"] >= 0
+
+
+async def test_metrics_are_in_prometheus_text_format(server, room_id):
+    async with await connect(server.ws, room_id) as alice:
+        await alice.wait_for("snap")
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            response = await http.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert "# TYPE tickrelay_tick_lag_seconds summary" in lines
+    connections = next(line for line in lines if line.startswith("tickrelay_connections "))
+    assert int(connections.split()[1]) >= 1
