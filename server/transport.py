@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 EXTENSION = "tickrelay.transport"
 MessageHandler = Callable[[bytes | str], None]
@@ -165,8 +166,13 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     def close_now(self, code: int, reason: str) -> None:
         if self.close_sent or self.transport is None or self.transport.is_closing():
             return
+        try:
+            self.conn.send_close(code, reason)
+        except InvalidState:
+            # The peer's close frame came in the same read: websockets answers it, and
+            # handle_close hands the disconnect to the app.
+            return
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.writable.set()

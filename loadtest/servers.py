@@ -1,0 +1,271 @@
+"""The servers under test: a spec table, and a process wrapper that always cleans up.
+
+A `ServerSpec` says how to start one configuration (argv, env, which CPUs) and whether it
+can run here (`available()` returns a reason when not). Rows for later configurations (the
+Redis backplane with 1 and 2 workers) are already in the table and skip themselves until
+their pieces exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+#: The repository root (holds `server/`, `loadtest/`); servers run with it as cwd.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _module(module: str, *extra: str) -> Callable[[str, int], list[str]]:
+    def argv(host: str, port: int) -> list[str]:
+        return [sys.executable, "-m", module, *extra, "--host", host, "--port", str(port)]
+
+    return argv
+
+
+def importable(module: str) -> str | None:
+    """None when `module` imports in a fresh interpreter at the repo root, else why not.
+
+    A subprocess, not `importlib`: loadtest never imports `server/` (design notes), and a
+    half-written server must not break the bench process.
+    """
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {module}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=server_env({}),
+        )
+    except subprocess.TimeoutExpired:
+        return f"importing {module} timed out"
+    if proc.returncode == 0:
+        return None
+    lines = proc.stderr.strip().splitlines()
+    return f"{module} is not importable ({lines[-1] if lines else 'exit ' + str(proc.returncode)})"
+
+
+def reachable(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections there."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def _tickrelay_available() -> str | None:
+    return importable("server.cli")
+
+
+def _redis_available() -> str | None:
+    reason = importable("server.backplane.redis")
+    if reason is not None:
+        return f"Redis backplane not there yet: {reason}"
+    if not reachable("127.0.0.1", 6379):
+        return "no Redis on 127.0.0.1:6379"
+    return None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server configuration the bench can start."""
+
+    name: str
+    description: str
+    argv: Callable[[str, int], list[str]]
+    available: Callable[[], str | None] = lambda: None
+    env: dict[str, str] = field(default_factory=dict)
+    cpus: str = "0"
+    metrics_path: str | None = None
+    default: bool = True
+
+
+SERVERS: dict[str, ServerSpec] = {
+    s.name: s
+    for s in (
+        ServerSpec(
+            "tutorial",
+            "FastAPI tutorial pattern: ConnectionManager per room, every input broadcast at "
+            "once with a sequential `await ws.send_bytes()` loop (uvicorn, 1 process)",
+            _module("loadtest.baselines.tutorial"),
+        ),
+        ServerSpec(
+            "tutorial-ticked",
+            "the same stack with a 20 Hz tick loop per room sending the state to each "
+            "member in turn (uvicorn, 1 process)",
+            _module("loadtest.baselines.tutorial_ticked"),
+        ),
+        ServerSpec(
+            "floor",
+            "`websockets` asyncio server on uvloop, state encoded once per tick, "
+            "`websockets.broadcast()` (1 process)",
+            _module("loadtest.baselines.floor"),
+        ),
+        ServerSpec(
+            "tickrelay",
+            "tickrelay, in-memory backplane, 1 process",
+            _module("server.cli", "serve"),
+            available=_tickrelay_available,
+            env={"TICKRELAY_LOG_LEVEL": "warning"},
+            metrics_path="/metrics",
+        ),
+        ServerSpec(
+            "tickrelay-redis-1w",
+            "tickrelay, Redis backplane, 1 worker",
+            _module("server.cli", "serve", "--workers", "1", "--redis-url", REDIS_URL),
+            available=_redis_available,
+            env={"TICKRELAY_LOG_LEVEL": "warning"},
+            metrics_path="/metrics",
+            default=False,
+        ),
+        ServerSpec(
+            "tickrelay-redis-2w",
+            "tickrelay, Redis backplane, 2 workers sharing the server core",
+            _module("server.cli", "serve", "--workers", "2", "--redis-url", REDIS_URL),
+            available=_redis_available,
+            env={"TICKRELAY_LOG_LEVEL": "warning"},
+            metrics_path="/metrics",
+            default=False,
+        ),
+    )
+}
+
+
+def server_env(extra: dict[str, str]) -> dict[str, str]:
+    """Our environment plus the repo root on PYTHONPATH plus the spec's variables."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not listen in time; the message holds its log's tail."""
+
+
+class ServerProcess:
+    """A started server: its own session (Ctrl-C reaches only us), pinned, logged to a file.
+
+    `stop()` is idempotent and always leaves no process behind: SIGTERM to the process
+    group, a grace period, then SIGKILL.
+    """
+
+    def __init__(self, spec: ServerSpec, host: str, port: int, log: Path, pin: bool) -> None:
+        self.spec = spec
+        self.host = host
+        self.port = port
+        self.log_path = log
+        self.pin = pin
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ps: psutil.Process | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start and wait until the port accepts connections."""
+        argv = self.spec.argv(self.host, self.port)
+        taskset = shutil.which("taskset")
+        if self.pin and taskset:
+            argv = [taskset, "-c", self.spec.cpus, *argv]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=server_env(self.spec.env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if self.pin and not taskset:
+            with contextlib.suppress(OSError):
+                cpus = {int(c) for c in self.spec.cpus.split(",")}
+                os.sched_setaffinity(self.proc.pid, cpus)
+        self.ps = psutil.Process(self.proc.pid)
+        deadline = time.monotonic() + timeout
+        while not reachable(self.host, self.port):
+            if self.proc.poll() is not None:
+                raise ServerStartError(f"{self.spec.name} exited: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"{self.spec.name} did not listen: {self.log_tail()}")
+            time.sleep(0.1)
+
+    def _tree(self) -> list[psutil.Process]:
+        if self.ps is None:
+            return []
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its children so far."""
+        total = 0.0
+        for p in self._tree():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and its children."""
+        total = 0
+        for p in self._tree():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+    def log_tail(self, lines: int = 8) -> str:
+        """Last lines of the server's output (for error messages)."""
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(text[-lines:]) or "(empty log)"
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Terminate the whole process group and wait for it."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # children that outlived the leader (e.g. worker processes) go too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        self.proc = None
+
+    def __enter__(self) -> ServerProcess:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,55 @@
+"""Frames that arrive together in one TCP read must be handled in order, without errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import struct
+
+import msgpack
+
+from client import connect
+from tests.conftest import state_until
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (clients must mask); payloads under 126 bytes only."""
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
+
+
+async def raw_join(port: int, room_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws/rooms/{room_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def test_leave_and_close_frame_in_one_read_end_the_seat_as_left(server, room_id):
+    async with await connect(server.ws, room_id) as alice:
+        await alice.wait_for("snap")
+        _reader, writer = await raw_join(server.port, room_id)
+        try:
+            joined = await alice.wait_for("join")
+            await state_until(alice, lambda mirror: joined["pid"] in mirror.players)
+            leave = masked_frame(0x2, msgpack.packb({"t": "leave"}))
+            close = masked_frame(0x8, struct.pack("!H", 1000))
+            writer.write(leave + close)
+            await writer.drain()
+            left = await alice.wait_for("leave")
+            assert left == {"t": "leave", "pid": joined["pid"], "reason": "left"}
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
