@@ -17,6 +17,9 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
+
+from server.framing import Kind, read_frame
 
 EXTENSION = "tickrelay.transport"
 MessageHandler = Callable[[bytes | str], None]
@@ -93,7 +96,7 @@ class TransportHandle:
         Saves a queue round trip, a task switch and an ASGI event dict per message. Close
         and disconnect still arrive through ``receive()``.
         """
-        self._protocol.message_handler = handler
+        self._protocol.start_fast_reading(handler)
 
     def set_high_water(self, high: int) -> None:
         transport = self._protocol.transport
@@ -110,6 +113,8 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     failed_code: int | None = None
     message_handler: MessageHandler | None = None
+    _fast = False
+    _pending: bytearray | None = None
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -140,25 +145,79 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write_eof()
         self.close_timer = self.loop.call_later(CLOSE_GRACE, self.transport.abort)
 
+    def start_fast_reading(self, handler: MessageHandler) -> None:
+        """Hand each message to ``handler``; read frames with the fast reader when we can.
+
+        The fast reader takes over only at a frame boundary of websockets' parser: nothing
+        may have arrived since the handshake (a client cannot send before our 101).
+        """
+        self.message_handler = handler
+        clean = not self.conn.reader.buffer and not self.frames
+        self._fast = clean and not self.config.ws_per_message_deflate
+
+    def data_received(self, data: bytes) -> None:
+        if not self._fast:
+            super().data_received(data)
+            return
+        pending = self._pending
+        buffer: bytes | bytearray = pending + data if pending else data
+        self._pending = None
+        offset = 0
+        max_size = self.config.ws_max_size
+        while True:
+            if self.close_sent:  # the closing handshake is websockets' business
+                self._slow_down(buffer, offset)
+                return
+            kind, payload, end = read_frame(buffer, offset, max_size)
+            if kind is Kind.PARTIAL:
+                if offset < len(buffer):
+                    self._pending = bytearray(buffer[offset:])
+                return
+            if kind is Kind.OTHER:
+                self._slow_down(buffer, offset)
+                return
+            offset = end
+            if kind is Kind.BINARY:
+                self._deliver(payload)
+            elif kind is Kind.TEXT:
+                self._deliver_text(payload)
+            elif kind is Kind.PING:
+                self.conn.send_pong(payload)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+            else:
+                self.handle_pong(Frame(Opcode.PONG, payload))
+
+    def _slow_down(self, buffer: bytes | bytearray, offset: int) -> None:
+        """From this frame on, websockets' general parser reads everything."""
+        self._fast = False
+        if offset < len(buffer):
+            super().data_received(bytes(buffer[offset:]))
+
     def send_receive_event_to_app(self) -> None:
-        handler = self.message_handler
-        if handler is None:
+        if self.message_handler is None:
             super().send_receive_event_to_app()
             return
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         self.frames = []
         if self.close_sent:
             return
-        message: bytes | str = bytes(data)
         if self.curr_msg_data_type == "text":
-            try:
-                message = message.decode()
-            except UnicodeDecodeError:
-                self.failed_code = 4000  # undecodable frame: the contract's 4000
-                self.close_now(4000, "invalid UTF-8")
-                return
+            self._deliver_text(bytes(data))
+        else:
+            self._deliver(bytes(data))
+
+    def _deliver_text(self, data: bytes) -> None:
         try:
-            handler(message)
+            text = data.decode()
+        except UnicodeDecodeError:
+            self.failed_code = 4000  # undecodable frame: the contract's 4000
+            self.close_now(4000, "invalid UTF-8")
+            return
+        self._deliver(text)
+
+    def _deliver(self, message: bytes | str) -> None:
+        try:
+            self.message_handler(message)  # type: ignore[misc]
         except Exception:
             log.exception("message handler failed")
             self.close_now(1011, "internal error")
