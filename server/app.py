@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             services.draining = True
             await registry.close()
+            await services.tasks.close()
             await backplane.stop()
 
     app = FastAPI(title="tickrelay", version="0.1.0", lifespan=lifespan)

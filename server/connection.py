@@ -29,6 +29,7 @@ from protocol import (
 from server.outbox import Outbox
 from server.ratelimit import FloodGuard, TokenBucket
 from server.settings import Settings
+from server.tasks import Tasks
 from server.transport import TransportHandle
 from server.wire import Encoded, StateFrame, Wire
 
@@ -59,8 +60,9 @@ class Connection:
         codec: Codec,
         settings: Settings,
         handle: TransportHandle | None,
+        tasks: Tasks,
     ) -> None:
-        self.websocket = websocket
+        self.websocket: WebSocket | None = websocket
         self.codec = codec
         self.handle = handle
         self.room: Room | None = None
@@ -69,23 +71,21 @@ class Connection:
         direct = handle.write_frame if handle is not None and handle.can_write_frames else None
         self.outbox = Outbox(
             codec, self._send, settings.reliable_queue_messages, settings.reliable_queue_bytes,
-            direct,
+            tasks.spawn, direct,
         )
         now = time.monotonic()
         self._inputs = TokenBucket(settings.input_rate, settings.input_burst, now)
         self._others = TokenBucket(settings.event_rate, settings.event_burst, now)
         self._flood = FloodGuard(settings.flood_close_after)
         self._kind = "bytes" if codec.binary else "text"
-        self._writer: asyncio.Task[None] | None = None
+        self._stopped_writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
     # Outgoing ----------------------------------------------------------------------------
 
     async def _send(self, data: Encoded) -> None:
-        await self.websocket.send({"type": "websocket.send", self._kind: data})
-
-    def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self.outbox.run(), name="writer")
+        send = self.handle.send if self.handle is not None else self.websocket.send  # type: ignore[union-attr]
+        await send({"type": "websocket.send", self._kind: data})
 
     def push_reliable(self, wire: Wire) -> None:
         if self.close_code is None and not self.outbox.push_reliable(wire):
@@ -111,8 +111,7 @@ class Connection:
         if self.close_code is not None:
             return
         self.close_code = code
-        if self._writer is not None:
-            self._writer.cancel()
+        self._stopped_writer = self.outbox.close()
         if self.handle is not None:
             self.handle.close_now(code, reason)
         else:
@@ -120,7 +119,7 @@ class Connection:
 
     async def _close_asgi(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.websocket.close(code, reason), 2.0)
+            await asyncio.wait_for(self.websocket.close(code, reason), 2.0)  # type: ignore[union-attr]
 
     def end_reason(self, disconnect_code: int | None) -> LeaveReason | None:
         """How the place ends after this connection: None is a drop (resume grace)."""
@@ -131,9 +130,14 @@ class Connection:
             return LeaveReason.ERROR
         return None
 
+    def release(self) -> None:
+        """The connection is gone: stop its writer (the task owner awaits it)."""
+        self.outbox.close()
+
     async def finish(self) -> None:
         """Cancel and await every task this connection started."""
-        for task in (self._writer, self._closer):
+        writer = self.outbox.close() or self._stopped_writer
+        for task in (writer, self._closer):
             if task is not None and not task.done():
                 task.cancel()
             if task is not None:
@@ -144,7 +148,7 @@ class Connection:
 
     async def serve(self) -> int | None:
         """Read frames until the connection ends; returns the disconnect code."""
-        receive = self.websocket.receive
+        receive = self.websocket.receive  # type: ignore[union-attr]
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":

@@ -7,10 +7,11 @@ closed at once with a close code and a reason, because browsers hide handshake s
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from starlette.responses import PlainTextResponse
@@ -25,6 +26,7 @@ from server.metrics import Metrics
 from server.registry import RoomFailed, RoomRegistry
 from server.room import Member, Room, SeatRefused
 from server.settings import Settings
+from server.tasks import Tasks
 from server.transport import EXTENSION, TransportHandle
 
 log = logging.getLogger("tickrelay.endpoint")
@@ -48,6 +50,7 @@ class Services:
     settings: Settings
     registry: RoomRegistry
     metrics: Metrics
+    tasks: Tasks = field(default_factory=Tasks)
     draining: bool = False
 
 
@@ -88,37 +91,53 @@ async def room_endpoint(websocket: WebSocket) -> None:
     metrics.connections += 1
     metrics.connections_total += 1
     limits = Limits(max_message_size=settings.max_message_size)
-    conn = Connection(websocket, codec_for(subprotocol, limits), settings, handle)
+    conn = Connection(
+        websocket, codec_for(subprotocol, limits), settings, handle, services.tasks
+    )
+    detached = False
     try:
         try:
-            room = join(services, conn, unquote(segment), metrics.connections)
+            room = join(services, conn, websocket, unquote(segment), metrics.connections)
         except Refusal as refusal:
             metrics.refuse(refusal.code)
             await websocket.close(refusal.code, refusal.reason)
             return
-        conn.start()
         if handle is not None:
             handle.set_message_handler(conn.handle_frame)
+            handle.detach(functools.partial(connection_lost, services, room, conn))
+            conn.websocket = None  # the handshake's objects can go
+            detached = True
+            return  # the room and the transport own the connection from here
         disconnect_code = await conn.serve()
         room.connection_ended(conn, conn.end_reason(disconnect_code))
     finally:
-        metrics.connections -= 1
-        await conn.finish()
+        if not detached:
+            metrics.connections -= 1
+            await conn.finish()
 
 
-def join(services: Services, conn: Connection, room_id: str, connections: int) -> Room:
+def connection_lost(services: Services, room: Room, conn: Connection, code: int | None) -> None:
+    """The end of a detached connection: its place goes away or into resume grace."""
+    services.metrics.connections -= 1
+    room.connection_ended(conn, conn.end_reason(code))
+    conn.release()
+
+
+def join(
+    services: Services, conn: Connection, websocket: WebSocket, room_id: str, connections: int
+) -> Room:
     """Run the contract's checks in order and take a place in the room, or raise Refusal."""
     settings = services.settings
     if connections > settings.max_connections or services.draining:
         raise Refusal(CloseCode.TRY_AGAIN, "server busy, try again later")
     if not ROOM_ID.fullmatch(room_id):
         raise Refusal(CloseCode.BAD_REQUEST, "bad room id")
-    query = conn.websocket.query_params
+    query = websocket.query_params
     spectate_value = query.get("spectate")
     if spectate_value is not None and spectate_value not in TRUE_VALUES:
         raise Refusal(CloseCode.BAD_REQUEST, "bad spectate value")
     spectate = spectate_value is not None
-    identity = authenticate(settings, conn.websocket, room_id)
+    identity = authenticate(settings, websocket, room_id)
     if identity is not None and identity.spectate_only:
         spectate = True
     registry = services.registry

@@ -4,19 +4,24 @@ A slow client must cost only its own frames. State messages replace each other i
 slot (a client that falls behind skips ticks and then gets a snap, or a delta from the base
 it really holds); reliable messages wait in a bounded queue whose overflow closes the client
 with 4011. The writer awaits only its own connection's transport.
+
+The writer task exists only while something waits: a client that keeps up is written to
+directly, and thousands of idle connections cost no task, frame or event each.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from protocol import Codec
 from server.wire import Encoded, StateFrame, Wire
 
 Sender = Callable[[Encoded], Awaitable[None]]
 DirectWriter = Callable[[bytes], bool]
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
 class Outbox:
@@ -28,12 +33,15 @@ class Outbox:
         send: Sender,
         max_messages: int,
         max_bytes: int,
+        spawn: Spawn,
         direct: DirectWriter | None = None,
     ) -> None:
         self.codec = codec
         self._send = send
+        self._spawn = spawn
         self._direct = direct
-        self._sending = False
+        self.writer: asyncio.Task[None] | None = None
+        self._closed = False
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._reliable: deque[Wire] = deque()
@@ -45,7 +53,6 @@ class Outbox:
         self.sent_states = 0
         self.skipped_states = 0
         self.overflowed = False
-        self._wake = asyncio.Event()
 
     @property
     def reliable_len(self) -> int:
@@ -76,7 +83,7 @@ class Outbox:
             return False
         self._reliable.append(wire)
         self.reliable_bytes += size
-        self._wake.set()
+        self._start_writer()
         return True
 
     def take_reliable(self) -> list[Wire]:
@@ -90,7 +97,7 @@ class Outbox:
     def _idle(self) -> bool:
         """Nothing queued or in flight: a new message may skip the writer task entirely."""
         return (
-            self._direct is not None and not self._sending
+            self._direct is not None and self.writer is None
             and not self._reliable and self._state is None
         )
 
@@ -106,33 +113,44 @@ class Outbox:
         if self._state is not None:
             self.skipped_states += 1
         self._state = frame
-        self._wake.set()
+        self._start_writer()
 
-    async def run(self) -> None:
-        """Write until cancelled. Reliable messages first, then the newest state."""
+    def _start_writer(self) -> None:
+        if self.writer is None and not self._closed:
+            self.writer = self._spawn(self._write(), "writer")
+
+    def close(self) -> asyncio.Task[None] | None:
+        """Stop writing for good; the writer still running (cancelled), for its owner to await."""
+        self._closed = True
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.cancel()
+        return writer
+
+    async def _write(self) -> None:
+        """Write until nothing waits, then end. Reliable messages first, then the newest state."""
         send = self._send
         reliable = self._reliable
-        wake = self._wake
-        while True:
-            if not reliable and self._state is None:
-                self._sending = False
-                wake.clear()
-                await wake.wait()
-            self._sending = True
-            while reliable:
-                data = reliable.popleft().encode(self.codec)
-                size = len(data)
-                self.reliable_bytes -= size
-                self.inflight_bytes = size
-                await send(data)
-                self.sent_messages += 1
-            frame = self._state
-            if frame is not None:
-                self._state = None
-                data = frame.wire_for(self.have_tick).encode(self.codec)
-                self.inflight_bytes = len(data)
-                await send(data)
-                self.have_tick = frame.tick
-                self.sent_messages += 1
-                self.sent_states += 1
+        try:
+            while reliable or self._state is not None:
+                while reliable:
+                    data = reliable.popleft().encode(self.codec)
+                    size = len(data)
+                    self.reliable_bytes -= size
+                    self.inflight_bytes = size
+                    await send(data)
+                    self.sent_messages += 1
+                frame = self._state
+                if frame is not None:
+                    self._state = None
+                    data = frame.wire_for(self.have_tick).encode(self.codec)
+                    self.inflight_bytes = len(data)
+                    await send(data)
+                    self.have_tick = frame.tick
+                    self.sent_messages += 1
+                    self.sent_states += 1
+                self.inflight_bytes = 0
+        finally:
             self.inflight_bytes = 0
+            if self.writer is asyncio.current_task():
+                self.writer = None

@@ -5,6 +5,11 @@ high-water mark, and cannot close a connection whose buffer is full: ``websocket
 waits for the buffer to drain, which a stalled client never does. The protocol class below
 offers those three things to the app under the scope extension ``tickrelay.transport``; the
 app falls back to plain ASGI when it runs under another server.
+
+It also lets the app *detach*: once a player has joined, the app's coroutine returns and
+the connection lives on, owned by its room and by this protocol, which hands incoming
+messages and the final disconnect to plain callbacks. An idle connection then holds no
+ASGI task and no suspended stack of middleware frames, only its own objects.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol
 
 from server.framing import Kind, read_frame
 
 EXTENSION = "tickrelay.transport"
 MessageHandler = Callable[[bytes | str], None]
+DisconnectHandler = Callable[[int | None], None]
 
 log = logging.getLogger("tickrelay.transport")
 
@@ -98,6 +106,18 @@ class TransportHandle:
         """
         self._protocol.start_fast_reading(handler)
 
+    async def send(self, message: dict[str, Any]) -> None:
+        """The connection's own ASGI ``send``, usable after a detach."""
+        await self._protocol.send(message)  # type: ignore[arg-type]
+
+    def detach(self, on_disconnect: DisconnectHandler) -> None:
+        """Keep the connection open after the app's coroutine returns.
+
+        Call after ``set_message_handler``. ``on_disconnect(code)`` runs once when the
+        connection ends (the code the app would have got in ``websocket.disconnect``).
+        """
+        self._protocol.detach(on_disconnect)
+
     def set_high_water(self, high: int) -> None:
         transport = self._protocol.transport
         if transport is not None and not transport.is_closing():
@@ -108,6 +128,34 @@ class TransportHandle:
         self._protocol.close_now(code, reason)
 
 
+class _DisconnectSink:
+    """Stands in for uvicorn's receive queue after a detach: passes on the first disconnect.
+
+    The handler runs on the next loop iteration, as a queued message would have been read:
+    a close decided inside a room callback (a 4011 during a tick's fan-out, say) must not
+    re-enter the room while it is iterating over its members.
+    """
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler: DisconnectHandler) -> None:
+        self._handler: DisconnectHandler | None = handler
+
+    def put_nowait(self, message: dict[str, Any]) -> None:
+        handler = self._handler
+        if handler is None or message["type"] != "websocket.disconnect":
+            return
+        self._handler = None
+        asyncio.get_running_loop().call_soon(_run_disconnect, handler, message.get("code"))
+
+
+def _run_disconnect(handler: DisconnectHandler, code: int | None) -> None:
+    try:
+        handler(code)
+    except Exception:
+        log.exception("disconnect handler failed")
+
+
 class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O websockets protocol plus the ``tickrelay.transport`` extension."""
 
@@ -115,6 +163,7 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     message_handler: MessageHandler | None = None
     _fast = False
     _pending: bytearray | None = None
+    detached = False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -152,8 +201,58 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
         may have arrived since the handshake (a client cannot send before our 101).
         """
         self.message_handler = handler
-        clean = not self.conn.reader.buffer and not self.frames
+        conn = self.conn
+        clean = not conn.reader.buffer and not self.frames
         self._fast = clean and not self.config.ws_per_message_deflate
+        if clean:
+            # websockets' server parser keeps the handshake request alive in its generator
+            # frame for the life of the connection. At a frame boundary, swap in the plain
+            # frame parser, as websockets itself swaps parsers when a connection closes.
+            conn.parser = Protocol.parse(conn)
+            next(conn.parser)
+
+    def detach(self, on_disconnect: DisconnectHandler) -> None:
+        pending = self.queue
+        sink = _DisconnectSink(on_disconnect)
+        self.queue = sink  # type: ignore[assignment]
+        self.detached = True
+        # The handshake is over: let go of its request, response and ASGI scope (headers,
+        # the framework's exit stacks), keeping what uvicorn's log lines read.
+        self.request = self.response = None  # type: ignore[assignment]
+        scope = self.scope
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "websocket",
+            "client": scope.get("client"),
+            "root_path": scope.get("root_path", ""),
+            "path": scope.get("path", ""),
+            "query_string": b"",
+        }
+        while not pending.empty():
+            message = pending.get_nowait()
+            if message["type"] == "websocket.receive" and self.message_handler is not None:
+                self._deliver(message.get("bytes") or message.get("text") or b"")
+            else:
+                sink.put_nowait(message)  # type: ignore[arg-type]
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that the connection stays open when the app has detached."""
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.detached and not self.disconnected:
+            return
+        if self.close_timer is None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if not self._fast:
