@@ -1,14 +1,16 @@
-"""The tick loop: one task per room that runs ``Room.step`` on a monotonic schedule.
+"""The tick loop: one timer per room that runs ``Room.step`` on a monotonic schedule.
 
 Tick ``n`` is due at ``t0 + n / rate``: ticks do not drift, and a late tick runs late with
 its lag measured rather than being skipped silently. A room whose logic is passive and
 that has nothing pending sleeps until woken; its tick number still tells the time after.
+
+Each tick is a plain timer callback rather than a step of a task: no task, future or event
+per tick, which at a thousand players is a few percent of the server's CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +21,7 @@ log = logging.getLogger("tickrelay.tick")
 
 
 class TickLoop:
-    """Owns the tick task of one room: started with the room, cancelled and awaited with it."""
+    """Owns the tick timer of one room: started with the room, cancelled with it."""
 
     def __init__(
         self,
@@ -34,8 +36,10 @@ class TickLoop:
         self._busy = busy
         self._stats = stats
         self._t0 = time.monotonic()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due_tick = 0
+        self._running = False
+        self._stopped = False
         self.last_tick = 0
 
     @property
@@ -44,37 +48,40 @@ class TickLoop:
         return int((time.monotonic() - self._t0) * self.rate)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tick-loop")
+        if self._busy():
+            self._schedule()
 
     def wake(self) -> None:
         """Something is pending (an input, a seat change): make sure the next tick runs."""
-        self._wake.set()
+        if self._timer is None and not self._running and not self._stopped:
+            self._schedule()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stopped = True
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
-    async def _run(self) -> None:
-        period = self.period
-        while True:
-            if not self._busy():
-                self._wake.clear()
-                await self._wake.wait()
-            due_tick = max(self.current + 1, self.last_tick + 1)
-            due = self._t0 + due_tick * period
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            started = time.monotonic()
-            tick = max(int((started - self._t0) * self.rate), due_tick)
-            lag = started - (self._t0 + tick * period)
-            dt = (tick - self.last_tick) * period
-            self.last_tick = tick
-            try:
-                self._step(tick, dt)
-            except Exception:
-                log.exception("tick %d failed", tick)
-            self._stats.record(lag if lag > 0 else 0.0, time.monotonic() - started)
+    def _schedule(self) -> None:
+        self._due_tick = due_tick = max(self.current + 1, self.last_tick + 1)
+        delay = self._t0 + due_tick * self.period - time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(delay, 0.0), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        started = time.monotonic()
+        tick = max(int((started - self._t0) * self.rate), self._due_tick)
+        lag = started - (self._t0 + tick * self.period)
+        dt = (tick - self.last_tick) * self.period
+        self.last_tick = tick
+        self._running = True
+        try:
+            self._step(tick, dt)
+        except Exception:
+            log.exception("tick %d failed", tick)
+        finally:
+            self._running = False
+        self._stats.record(lag if lag > 0 else 0.0, time.monotonic() - started)
+        if not self._stopped and self._busy():
+            self._schedule()
