@@ -213,48 +213,68 @@ async def run_step(
 
 
 async def bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
-    """All servers, all steps, all scenarios; the bench's full result."""
+    """All servers, all steps, all scenarios; the bench's full result.
+
+    Servers take turns at each load step (and in each scenario) rather than each running
+    its whole sweep in one go: a shared machine drifts in speed over minutes, and taking
+    turns keeps that drift out of the ratios between servers.
+    """
     results: dict[str, Any] = {"sweep": [], "stall": [], "idle": [], "skipped": {}}
+    active: list[str] = []
     for name in opts.servers:
-        spec = SERVERS[name]
-        reason = spec.available()
-        if reason is not None:
+        reason = SERVERS[name].available()
+        if reason is None:
+            active.append(name)
+        else:
             console.print(f"[yellow]{name}: skipped: {reason}[/]")
             results["skipped"][name] = reason
-            continue
-        sweep: list[dict[str, Any]] = []
-        for rooms in opts.loads:
-            row = await run_step(opts, spec, "load", rooms, console)
+    sweeps: dict[str, list[dict[str, Any]]] = {name: [] for name in active}
+    running = list(active)
+    for rooms in opts.loads:
+        for name in list(running):
+            row = await run_step(opts, SERVERS[name], "load", rooms, console)
             if row is None:
                 results["skipped"][name] = "server did not start"
-                break
-            sweep.append(row)
+                running.remove(name)
+                continue
+            sweeps[name].append(row)
             if row["saturated"] or row["driver_bound"]:
-                break
-        results["sweep"].extend(sweep)
-        if name in results["skipped"]:
-            continue
-        if "stall" in opts.scenarios:
-            base = next((r for r in sweep if r["rooms"] == opts.stall_rooms), None)
-            if base is None:
-                base = await run_step(opts, spec, "load", opts.stall_rooms, console)
-            slow = SlowConfig(fraction=opts.stall_fraction, mode="stall", stall=0.0)
-            stalled = await run_step(
-                opts, spec, "stall", opts.stall_rooms, console, slow=slow,
-                warmup=opts.stall_warmup,
-            )
-            if base is not None and stalled is not None:
-                results["stall"].append({"server": name, "base": base, "stalled": stalled})
-        if "idle" in opts.scenarios:
-            rooms = math.ceil(opts.idle_connections / opts.players)
+                running.remove(name)
+    active = [name for name in active if name not in results["skipped"]]
+    for name in active:
+        results["sweep"].extend(sweeps[name])
+    if "stall" in opts.scenarios:
+        for name in active:
+            stall = await stall_pair(opts, name, sweeps[name], console)
+            if stall is not None:
+                results["stall"].append(stall)
+    if "idle" in opts.scenarios:
+        rooms = math.ceil(opts.idle_connections / opts.players)
+        for name in active:
             idle = await run_step(
-                opts, spec, "idle", rooms, console,
-                input_hz=opts.idle_rate,
-                ramp=opts.idle_ramp,
+                opts, SERVERS[name], "idle", rooms, console,
+                input_hz=opts.idle_rate, ramp=opts.idle_ramp,
             )
             if idle is not None:
                 results["idle"].append(idle)
     return results
+
+
+async def stall_pair(
+    opts: BenchOptions, name: str, sweep: list[dict[str, Any]], console: Console
+) -> dict[str, Any] | None:
+    """The same load without and with stalled players (the sweep's row when it has one)."""
+    spec = SERVERS[name]
+    base = next((r for r in sweep if r["rooms"] == opts.stall_rooms), None)
+    if base is None:
+        base = await run_step(opts, spec, "load", opts.stall_rooms, console)
+    slow = SlowConfig(fraction=opts.stall_fraction, mode="stall", stall=0.0)
+    stalled = await run_step(
+        opts, spec, "stall", opts.stall_rooms, console, slow=slow, warmup=opts.stall_warmup,
+    )
+    if base is None or stalled is None:
+        return None
+    return {"server": name, "base": base, "stalled": stalled}
 
 
 def machine_info(pinning: str) -> dict[str, Any]:

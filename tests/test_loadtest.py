@@ -128,3 +128,30 @@ def test_players_against_tickrelay_with_auth(tmp_path: Path) -> None:
     c = report["connections"]
     assert c["resumes_failed"] == 0  # tickrelay resumes the seat
     assert png.startswith(PNG_MAGIC)
+
+
+def test_bench_runs_end_to_end_and_regenerates_its_doc(tmp_path: Path) -> None:
+    doc = tmp_path / "docs" / "PERFORMANCE.md"
+    command = [
+        sys.executable, "-m", "loadtest.cli", "bench", "--servers", "floor,tickrelay",
+        "--loads", "1,2", "--players", "2", "--measure", "1", "--warmup", "0.5",
+        "--scenarios", "none", "--no-pin", "--workers", "1",
+        "--out-dir", str(tmp_path / "out"), "--doc", str(doc),
+    ]
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (report_path,) = (tmp_path / "out").glob("bench-*.json")
+    report = json.loads(report_path.read_text())
+    steps = [(row["server"], row["rooms"]) for row in report["sweep"]]
+    assert steps == [("floor", 1), ("floor", 2), ("tickrelay", 1), ("tickrelay", 2)]
+    assert all(row["msgs_per_s"] > 0 and row["cpu_us_per_msg"] for row in report["sweep"])
+    # Servers take turns at each load: their log files were written in that order.
+    logs = sorted(
+        (tmp_path / "out" / "logs").glob("*-load-*.log"), key=lambda p: p.stat().st_mtime_ns
+    )
+    assert [p.name for p in logs][:2] == ["floor-load-1.log", "tickrelay-load-1.log"]
+    text = doc.read_text()
+    assert "| tickrelay | 2 | 4 |" in text and "relative to floor" in text
+    assert (doc.parent / "perf" / "bench.png").read_bytes().startswith(PNG_MAGIC)
