@@ -12,6 +12,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from starlette.websockets import WebSocketDisconnect
+
 import protocol.messages as m
 from protocol import (
     CloseCode,
@@ -26,7 +28,7 @@ from protocol import (
     now_ms,
     parse_client_message,
 )
-from server.outbox import Outbox
+from server.outbox import Outbox, PeerGone
 from server.ratelimit import FloodGuard, TokenBucket
 from server.settings import Settings
 from server.tasks import Tasks
@@ -85,7 +87,12 @@ class Connection:
 
     async def _send(self, data: Encoded) -> None:
         send = self.handle.send if self.handle is not None else self.websocket.send  # type: ignore[union-attr]
-        await send({"type": "websocket.send", self._kind: data})
+        try:
+            await send({"type": "websocket.send", self._kind: data})
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
+            # uvicorn's ClientDisconnected is an OSError; Starlette raises RuntimeError or
+            # WebSocketDisconnect for a send after the close: the peer is gone either way.
+            raise PeerGone from exc
 
     def push_reliable(self, wire: Wire) -> None:
         if self.close_code is None and not self.outbox.push_reliable(wire):

@@ -24,6 +24,14 @@ DirectWriter = Callable[[bytes], bool]
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
+class PeerGone(Exception):
+    """Raised by a sender whose connection is already gone: writing ends quietly.
+
+    A client that vanishes while its writer waits is an ordinary end, not a task failure;
+    the connection's disconnect handler decides what happens to its seat.
+    """
+
+
 class Outbox:
     """What one connection has yet to receive, and the task that writes it."""
 
@@ -132,25 +140,30 @@ class Outbox:
         send = self._send
         reliable = self._reliable
         try:
-            while reliable or self._state is not None:
-                while reliable:
-                    data = reliable.popleft().encode(self.codec)
-                    size = len(data)
-                    self.reliable_bytes -= size
-                    self.inflight_bytes = size
-                    await send(data)
-                    self.sent_messages += 1
-                frame = self._state
-                if frame is not None:
-                    self._state = None
-                    data = frame.wire_for(self.have_tick).encode(self.codec)
-                    self.inflight_bytes = len(data)
-                    await send(data)
-                    self.have_tick = frame.tick
-                    self.sent_messages += 1
-                    self.sent_states += 1
-                self.inflight_bytes = 0
+            await self._drain(send, reliable)
+        except PeerGone:
+            self._closed = True
         finally:
             self.inflight_bytes = 0
             if self.writer is asyncio.current_task():
                 self.writer = None
+
+    async def _drain(self, send: Sender, reliable: deque[Wire]) -> None:
+        while reliable or self._state is not None:
+            while reliable:
+                data = reliable.popleft().encode(self.codec)
+                size = len(data)
+                self.reliable_bytes -= size
+                self.inflight_bytes = size
+                await send(data)
+                self.sent_messages += 1
+            frame = self._state
+            if frame is not None:
+                self._state = None
+                data = frame.wire_for(self.have_tick).encode(self.codec)
+                self.inflight_bytes = len(data)
+                await send(data)
+                self.have_tick = frame.tick
+                self.sent_messages += 1
+                self.sent_states += 1
+            self.inflight_bytes = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from protocol import MsgpackCodec
-from server.outbox import Outbox
+from server.outbox import Outbox, PeerGone
 from server.tasks import Tasks
 from server.wire import StateFrame, Wire
 
@@ -93,4 +93,22 @@ async def test_closing_cancels_the_writer_and_the_task_owner_awaits_it():
     await tasks.close()
     assert writer.cancelled() and len(tasks) == 0
     outbox.push_state(frame(2))  # a push after close never starts another writer
+    assert outbox.writer is None and len(tasks) == 0
+
+
+async def test_a_peer_gone_mid_write_ends_the_writer_quietly_and_for_good():
+    pipe, tasks = Pipe(), Tasks()
+
+    async def send_to_vanished_peer(data: bytes) -> None:
+        raise PeerGone
+
+    outbox = Outbox(MsgpackCodec(), send_to_vanished_peer, 8, 1 << 16, tasks.spawn,
+                    pipe.write_frame)
+    pipe.full = True
+    outbox.push_state(frame(1))
+    writer = outbox.writer
+    assert writer is not None
+    await asyncio.wait_for(asyncio.shield(writer), 1)
+    assert writer.exception() is None  # no "task writer failed" in the log
+    outbox.push_state(frame(2))
     assert outbox.writer is None and len(tasks) == 0
