@@ -26,6 +26,13 @@ class Kind(IntEnum):
     OTHER = 99  # anything the fast path does not handle: give it to the general parser
 
 
+# ``Kind(opcode)`` is an enum lookup through EnumMeta.__call__, about 1 µs: half of what
+# this reader costs per frame. A table lookup is a twentieth of that.
+_KIND_OF_OPCODE: tuple[Kind | None, ...] = tuple(
+    Kind(op) if op in (1, 2, 9, 10) else None for op in range(16)
+)
+
+
 def read_frame(buffer: bytes | bytearray, start: int, max_size: int
                ) -> tuple[Kind, bytes, int]:
     """Read the frame at ``buffer[start:]``: (kind, unmasked payload, offset after it).
@@ -43,7 +50,8 @@ def read_frame(buffer: bytes | bytearray, start: int, max_size: int
         return Kind.OTHER, b"", start
     if not first & 0x80 and opcode in (1, 2):  # a fragment: the general parser joins them
         return Kind.OTHER, b"", start
-    if opcode not in (1, 2, 9, 10):
+    kind = _KIND_OF_OPCODE[opcode]
+    if kind is None:
         return Kind.OTHER, b"", start
     length = second & 0x7F
     offset = start + 2
@@ -62,6 +70,6 @@ def read_frame(buffer: bytes | bytearray, start: int, max_size: int
     end = offset + 4 + length
     if len(buffer) < end:
         return Kind.PARTIAL, b"", start
-    mask = bytes(buffer[offset:offset + 4])
-    payload = apply_mask(bytes(buffer[offset + 4:end]), mask)
-    return Kind(opcode), payload, end
+    # apply_mask takes any buffer and returns new bytes: slices need no extra copy.
+    payload = apply_mask(buffer[offset + 4:end], buffer[offset:offset + 4])
+    return kind, payload, end
