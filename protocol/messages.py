@@ -125,6 +125,23 @@ def _json_safe_map(value: dict[Any, Any]) -> bool:
     return _json_safe_items(value.values())
 
 
+_make = object.__new__
+_set_seq = Input.__dict__["seq"].__set__
+_set_d = Input.__dict__["d"].__set__
+_set_room = Input.__dict__["room"].__set__
+
+
+def _new_input(seq: int, d: dict[str, Any], room: dict[str, Any] | None) -> Input:
+    """``Input(seq, d, room)`` for already validated fields, without the frozen
+    dataclass ``__init__`` (three ``object.__setattr__`` calls through the MRO): it was
+    40% of parsing an input (5.7k -> 3.5k instructions under callgrind)."""
+    message = _make(Input)
+    _set_seq(message, seq)
+    _set_d(message, d)
+    _set_room(message, room)
+    return message
+
+
 def _parse_input(msg: dict[str, Any]) -> Input:
     seq = msg.get("seq")
     if not (_is_int64(seq) and seq >= 1):
@@ -140,7 +157,7 @@ def _parse_input(msg: dict[str, Any]) -> Input:
             raise _bad("room must be a map", seq)
         if not _json_safe_map(room):
             raise _bad("room holds bin, NaN, infinity or an integer outside int64", seq)
-    return Input(seq, d, room)
+    return _new_input(seq, d, room)
 
 
 def _parse_event(msg: dict[str, Any]) -> Event:
