@@ -53,6 +53,7 @@ class BenchOptions:
     measure: float = 10.0
     warmup: float = 2.0
     workers: int = 1
+    repeat: int = 1
     pin: bool = True
     scenarios: tuple[str, ...] = ("stall", "idle")
     stall_rooms: int = 25
@@ -231,12 +232,21 @@ async def bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
     sweeps: dict[str, list[dict[str, Any]]] = {name: [] for name in active}
     running = list(active)
     for rooms in opts.loads:
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in running}
+        for _ in range(opts.repeat):
+            for name in list(running):
+                if name in results["skipped"]:
+                    continue
+                row = await run_step(opts, SERVERS[name], "load", rooms, console)
+                if row is None:
+                    results["skipped"][name] = "server did not start"
+                    continue
+                rounds[name].append(row)
         for name in list(running):
-            row = await run_step(opts, SERVERS[name], "load", rooms, console)
-            if row is None:
-                results["skipped"][name] = "server did not start"
+            if name in results["skipped"]:
                 running.remove(name)
                 continue
+            row = median_row(rounds[name])
             sweeps[name].append(row)
             if row["saturated"] or row["driver_bound"]:
                 running.remove(name)
@@ -258,6 +268,21 @@ async def bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
             if idle is not None:
                 results["idle"].append(idle)
     return results
+
+
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median CPU per message, carrying every round's figure.
+
+    One run of a few seconds on a shared 2-core machine moves by several percent from run
+    to run; repeating a step and keeping the median (with the spread, for the ratios)
+    says how much of a difference between servers is real.
+    """
+    def cost(row: dict[str, Any]) -> float:
+        return row["cpu_us_per_msg"] if row["cpu_us_per_msg"] is not None else math.inf
+
+    row = dict(sorted(rows, key=cost)[(len(rows) - 1) // 2])
+    row["rounds_cpu_us_per_msg"] = [r["cpu_us_per_msg"] for r in rows]
+    return row
 
 
 async def stall_pair(
@@ -322,6 +347,9 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", type=float, default=10.0, help="measured seconds per step")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds between ramp and window")
     p.add_argument("--workers", type=int, default=1, help="driver processes")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of each load step (servers take turns in each round); the "
+                   "tables show the median round, the ratios the median and range per round")
     p.add_argument("--no-pin", action="store_true", help="do not pin server and driver")
     p.add_argument("--scenarios", default="stall,idle", help="extra scenarios: stall,idle or none")
     p.add_argument("--stall-rooms", type=int, default=25)
@@ -350,6 +378,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     scenarios = tuple(s for s in args.scenarios.split(",") if s and s != "none")
     if set(scenarios) - {"stall", "idle"}:
         raise ValueError("scenarios are: stall, idle, none")
+    if args.repeat < 1:
+        raise ValueError("--repeat must be at least 1")
     return BenchOptions(
         servers=servers,
         loads=tuple(int(x) for x in args.loads.split(",") if x.strip()),
@@ -360,6 +390,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         measure=args.measure,
         warmup=args.warmup,
         workers=args.workers,
+        repeat=args.repeat,
         pin=not args.no_pin,
         scenarios=scenarios,
         stall_rooms=args.stall_rooms,

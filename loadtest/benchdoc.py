@@ -8,6 +8,7 @@ doc can never disagree. The doc is regenerated whole except for the hand-written
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> Table:
     return "Load sweep (rooms of 8 players, 20 Hz inputs)", head, body
 
 
+def _ratio_cell(row: dict[str, Any], ref: dict[str, Any]) -> str:
+    """The ratio of CPU per message; with repeated rounds, the median of the per-round
+    ratios (rounds pair up: the servers took turns in each) and their range."""
+    mine = row.get("rounds_cpu_us_per_msg") or [row["cpu_us_per_msg"]]
+    theirs = ref.get("rounds_cpu_us_per_msg") or [ref["cpu_us_per_msg"]]
+    ratios = sorted(a / b for a, b in zip(mine, theirs, strict=False) if a and b)
+    if len(ratios) < 2:
+        return f"{row['cpu_us_per_msg'] / ref['cpu_us_per_msg']:.2f}x"
+    median = statistics.median(ratios)
+    return f"{median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
 def ratio_table(rows: Sequence[dict[str, Any]], reference: str) -> Table | None:
     """Server CPU per delivered message relative to `reference`, per load."""
     ref = {r["rooms"]: r for r in rows if r["server"] == reference and r["cpu_us_per_msg"]}
@@ -62,7 +75,7 @@ def ratio_table(rows: Sequence[dict[str, Any]], reference: str) -> Table | None:
             if r is None or not r["cpu_us_per_msg"]:
                 line.append("-")
             else:
-                line.append(f"{r['cpu_us_per_msg'] / ref[rooms]['cpu_us_per_msg']:.2f}x")
+                line.append(_ratio_cell(r, ref[rooms]))
         body.append(line)
     title = f"Server CPU per delivered message relative to {reference} (lower is cheaper)"
     return title, ["server", *(f"{n} rooms" for n in loads)], body
@@ -199,6 +212,9 @@ def write_doc(path: Path, out: dict[str, Any], plot: Path) -> None:
         "server that stops answering cannot look fast).",
         "- A step marked DRIVER-BOUND had the load generator at its limit: its figures "
         "measure the driver, not the server.",
+        f"- Each load step ran {o.get('repeat', 1)} time(s), the servers taking turns in each "
+        "round; a sweep row is the round with the median CPU µs/msg, and with more than one "
+        "round a ratio is the median of the per-round ratios with their range in brackets.",
         "",
         "## Results",
         "",

@@ -11,7 +11,8 @@ import jwt
 import msgpack
 import pytest
 
-from loadtest.benchdoc import LIMITS_END, LIMITS_START, write_doc
+from loadtest.bench import median_row
+from loadtest.benchdoc import LIMITS_END, LIMITS_START, _ratio_cell, write_doc
 from loadtest.config import LoadConfig, SlowConfig
 from loadtest.frames import SharedDecoder, decoder, input_encoder
 from loadtest.interval import IntervalStats
@@ -431,3 +432,20 @@ def test_doc_regeneration_keeps_the_limits_section(tmp_path: Path) -> None:
     write_doc(doc, out, plot)
     again = doc.read_text()
     assert "floor: bound by frame writes." in again and "TODO" not in again
+
+
+def _round(cpu: float | None) -> dict[str, Any]:
+    return {"server": "s", "rooms": 25, "cpu_us_per_msg": cpu}
+
+
+def test_a_repeated_step_keeps_the_median_round_and_every_rounds_figure() -> None:
+    row = median_row([_round(50.0), _round(40.0), _round(None)])
+    assert row["cpu_us_per_msg"] == 50.0  # None (no message received) sorts last
+    assert row["rounds_cpu_us_per_msg"] == [50.0, 40.0, None]
+
+
+def test_repeated_ratios_pair_the_rounds_and_show_their_range() -> None:
+    mine = median_row([_round(45.0), _round(36.0), _round(40.0)])
+    ref = median_row([_round(50.0), _round(40.0), _round(50.0)])
+    assert _ratio_cell(mine, ref) == "0.90x (0.80-0.90)"
+    assert _ratio_cell(_round(45.0), _round(50.0)) == "0.90x"  # one round: no range
