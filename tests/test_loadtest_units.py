@@ -18,6 +18,7 @@ from loadtest.frames import SharedDecoder, decoder, input_encoder
 from loadtest.interval import IntervalStats
 from loadtest.metrics import parse_tick_lag_p99
 from loadtest.plan import plan_seats, slow_indices
+from loadtest.profile_groups import group_samples
 from loadtest.report import driver_verdict
 from loadtest.runner import RunResult
 from loadtest.stats import Histogram, bucket_bounds, bucket_index, percentile
@@ -434,14 +435,24 @@ def test_doc_regeneration_keeps_the_limits_section(tmp_path: Path) -> None:
     assert "floor: bound by frame writes." in again and "TODO" not in again
 
 
-def _round(cpu: float | None) -> dict[str, Any]:
-    return {"server": "s", "rooms": 25, "cpu_us_per_msg": cpu}
+def _round(cpu: float | None, p99: float = 50.0, driver_bound: bool = False) -> dict[str, Any]:
+    return {"server": "s", "rooms": 25, "cpu_us_per_msg": cpu, "latency_p99_ms": p99,
+            "driver_bound": driver_bound}
 
 
 def test_a_repeated_step_keeps_the_median_round_and_every_rounds_figure() -> None:
-    row = median_row([_round(50.0), _round(40.0), _round(None)])
+    row = median_row([_round(50.0, 60.0), _round(40.0, 55.0), _round(None, 900.0)])
     assert row["cpu_us_per_msg"] == 50.0  # None (no message received) sorts last
     assert row["rounds_cpu_us_per_msg"] == [50.0, 40.0, None]
+    assert row["rounds_p99_ms"] == [60.0, 55.0, 900.0]
+
+
+def test_the_median_round_is_taken_among_rounds_whose_driver_kept_up() -> None:
+    row = median_row([_round(30.0, driver_bound=True), _round(40.0), _round(50.0)])
+    assert row["cpu_us_per_msg"] == 40.0 and not row["driver_bound"]
+    assert row["rounds_driver_bound"] == 1
+    only_bound = median_row([_round(30.0, driver_bound=True)])
+    assert only_bound["driver_bound"]
 
 
 def test_repeated_ratios_pair_the_rounds_and_show_their_range() -> None:
@@ -449,3 +460,25 @@ def test_repeated_ratios_pair_the_rounds_and_show_their_range() -> None:
     ref = median_row([_round(50.0), _round(40.0), _round(50.0)])
     assert _ratio_cell(mine, ref) == "0.90x (0.80-0.90)"
     assert _ratio_cell(_round(45.0), _round(50.0)) == "0.90x"  # one round: no range
+
+
+def test_profile_groups_sum_samples_by_the_kind_of_work() -> None:
+    run = "_run_module_as_main (<frozen runpy>:198);Runner.run (asyncio/runners.py:118)"
+    raw = [
+        f"{run};TransportHandle.write_frame (server/transport.py:98);write (libc.so.6) 30",
+        f"{run};Connection.handle_frame (server/connection.py:172);"
+        "_check_tree (protocol/codec.py:81) 20",
+        f"{run};Room._step (server/room.py:381);_merge (protocol/patch.py:37) 10",
+        f"{run};Room._step (server/room.py:381);gc_collect_main (libpython3.11.so.1.0) 25",
+        f"{run};Frame.parse (websockets/frames.py:323) 15",
+        "",
+    ]
+    groups, total = group_samples(raw)
+    assert total == 100
+    assert groups == {
+        "socket writes (syscall)": 30,
+        "tickrelay: decode + validate": 20,
+        "tickrelay: merge patch": 10,
+        "cyclic GC": 25,
+        "websockets (frame parsing, protocol)": 15,
+    }
