@@ -271,17 +271,21 @@ async def bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
 
 
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median CPU per message, carrying every round's figure.
+    """The round with the median CPU per message, carrying every round's figures.
 
     One run of a few seconds on a shared 2-core machine moves by several percent from run
-    to run; repeating a step and keeping the median (with the spread, for the ratios)
-    says how much of a difference between servers is real.
+    to run; repeating a step and keeping the median (with the spread, for the ratios and
+    the p99) says how much of a difference between servers is real. Rounds whose driver
+    was the bottleneck are passed over while a valid round exists.
     """
     def cost(row: dict[str, Any]) -> float:
         return row["cpu_us_per_msg"] if row["cpu_us_per_msg"] is not None else math.inf
 
-    row = dict(sorted(rows, key=cost)[(len(rows) - 1) // 2])
+    valid = [r for r in rows if not r["driver_bound"]] or rows
+    row = dict(sorted(valid, key=cost)[(len(valid) - 1) // 2])
     row["rounds_cpu_us_per_msg"] = [r["cpu_us_per_msg"] for r in rows]
+    row["rounds_p99_ms"] = [r["latency_p99_ms"] for r in rows]
+    row["rounds_driver_bound"] = sum(1 for r in rows if r["driver_bound"])
     return row
 
 

@@ -27,11 +27,23 @@ def _f(v: Any, fmt: str = "{:.1f}", none: str = "n/a") -> str:
 
 
 def _note(r: dict[str, Any]) -> str:
+    notes = []
     if r["driver_bound"]:
-        return "DRIVER-BOUND (not valid): " + "; ".join(r["driver_reasons"])
-    if r["saturated"]:
-        return "saturated: " + r["saturated"]
-    return ""
+        notes.append("DRIVER-BOUND (not valid): " + "; ".join(r["driver_reasons"]))
+    elif r["saturated"]:
+        notes.append("saturated: " + r["saturated"])
+    bound = r.get("rounds_driver_bound") or 0
+    if bound and not r["driver_bound"]:
+        notes.append(f"{bound} of {len(r['rounds_cpu_us_per_msg'])} rounds driver-bound")
+    return "; ".join(notes)
+
+
+def _p99_cell(r: dict[str, Any]) -> str:
+    """The row's p99, and with repeated rounds the range over all of them."""
+    rounds = [v for v in r.get("rounds_p99_ms") or () if v is not None]
+    if len(rounds) < 2:
+        return _f(r["latency_p99_ms"])
+    return f"{_f(r['latency_p99_ms'])} ({min(rounds):.0f}-{max(rounds):.0f})"
 
 
 def sweep_table(rows: Sequence[dict[str, Any]]) -> Table:
@@ -41,7 +53,7 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> Table:
     body = [
         [r["server"], str(r["rooms"]), str(r["players"]), _f(r["msgs_per_s"], "{:.0f}"),
          _f(r["server_cpu"], "{:.0%}"), _f(r["cpu_us_per_msg"]), _f(r["bytes_per_msg"], "{:.0f}"),
-         _f(r["latency_p50_ms"]), _f(r["latency_p99_ms"]), _f(r["rss_mb"]),
+         _f(r["latency_p50_ms"]), _p99_cell(r), _f(r["rss_mb"]),
          _f(r["rss_per_player_kb"]), _f(r["tick_lag_p99_ms"], "{:.1f} ms"), _note(r)]
         for r in rows
     ]
@@ -213,8 +225,10 @@ def write_doc(path: Path, out: dict[str, Any], plot: Path) -> None:
         "- A step marked DRIVER-BOUND had the load generator at its limit: its figures "
         "measure the driver, not the server.",
         f"- Each load step ran {o.get('repeat', 1)} time(s), the servers taking turns in each "
-        "round; a sweep row is the round with the median CPU µs/msg, and with more than one "
-        "round a ratio is the median of the per-round ratios with their range in brackets.",
+        "round; a sweep row is the round with the median CPU µs/msg among the rounds whose "
+        "driver kept up, and with more than one round the p99 shows the range over all "
+        "rounds in brackets and a ratio is the median of the per-round ratios with their "
+        "range.",
         "",
         "## Results",
         "",
