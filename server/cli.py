@@ -7,6 +7,7 @@ Every setting is a flag of ``serve`` (``--tick-rate`` for ``tick_rate``), read o
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import warnings
@@ -81,6 +82,19 @@ def _describe(error: ValidationError) -> str:
     return f"bad setting {where}: {message}" if where else f"bad settings: {message}"
 
 
+def freeze_startup_objects() -> None:
+    """Take everything that exists before the first player out of the cyclic GC's sight.
+
+    Modules, classes and the app live as long as the process, yet every full collection
+    walks them again: at 880 players they were 64k of the 100k tracked objects, and
+    freezing them cut the longest full-collection pause from 111-121 ms to 51-65 ms
+    (``gc.callbacks``, two runs each). Only done in the process ``tickrelay serve`` owns:
+    an app embedded elsewhere keeps its host's GC settings.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
 
@@ -91,6 +105,7 @@ def serve(settings: Settings) -> int:
         app = create_app(settings)
     except (ValueError, ImportError) as exc:
         return _fail(str(exc))
+    freeze_startup_objects()
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -86,3 +87,14 @@ def test_token_without_a_secret_fails_with_a_clear_message():
     assert len(lines) == 1, result.stderr
     assert "secret" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_serve_freezes_the_startup_objects_out_of_full_collections() -> None:
+    from server.cli import freeze_startup_objects
+
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > before + 1000  # modules, classes, the app's imports
+    finally:
+        gc.unfreeze()
