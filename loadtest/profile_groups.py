@@ -69,7 +69,7 @@ def group_of(frames: Sequence[str]) -> str:
         if top in _LIBRARIES:
             return _LIBRARIES[top]
         if top in ("protocol", "server"):
-            return _tickrelay_group(path, frame + " ")
+            return _tickrelay_group(path, frame)
         if top == "loadtest":
             return "baseline app code"
         return f"other Python ({path})"
