@@ -235,17 +235,13 @@ async def bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in running}
         for _ in range(opts.repeat):
             for name in list(running):
-                if name in results["skipped"]:
-                    continue
                 row = await run_step(opts, SERVERS[name], "load", rooms, console)
                 if row is None:
                     results["skipped"][name] = "server did not start"
+                    running.remove(name)
                     continue
                 rounds[name].append(row)
         for name in list(running):
-            if name in results["skipped"]:
-                running.remove(name)
-                continue
             row = median_row(rounds[name])
             sweeps[name].append(row)
             if row["saturated"] or row["driver_bound"]:
