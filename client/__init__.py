@@ -2,14 +2,14 @@
 
 Quick start::
 
-    from client import connect
+    from tickrelay.client import connect
 
     async with await connect("ws://127.0.0.1:8000", "lobby") as room:
         await room.send_input({"x": 1})
         await room.next_state()
         print(room.mirror.players)
 
-See :mod:`client.room_client` for the design (one reader task per client, a message
+See :mod:`tickrelay.client.room_client` for the design (one reader task per client, a message
 queue for consumers, auto-reconnect with resume).
 """
 

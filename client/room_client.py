@@ -23,7 +23,7 @@ WebSocket connections auto-reconnect needs. Design choices, and why:
 * **``close()`` is a drop, ``leave()`` is a leave**: close sends close code 1000 without
   ``leave``, so the server keeps the seat for the resume grace (contract section 2).
 * **Auto-reconnect** (off by default, so tests see closes as they happen) resumes after the
-  codes of ``protocol.RECONNECTABLE`` with jittered exponential backoff and joins afresh
+  codes of ``tickrelay.protocol.RECONNECTABLE`` with jittered exponential backoff and joins afresh
   when the resume token is refused (``4012``).
 """
 
@@ -44,7 +44,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from protocol import (
+from tickrelay.protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     RECONNECTABLE,
@@ -99,7 +99,7 @@ class RoomClient:
 
     * From the last ``welcome``: ``pid``, ``room_id``, ``host`` (also updated by ``host``
       messages), ``rate``, ``resume_token``, ``spectator``, ``resumed``, ``welcome`` (the dict).
-    * ``mirror``: a ``protocol.StateMirror`` fed with every ``snap``/``delta``, so
+    * ``mirror``: a ``tickrelay.protocol.StateMirror`` fed with every ``snap``/``delta``, so
       ``client.mirror.players`` is the local copy of the room state. A delta that does not
       fit (``MirrorError``) is appended to ``mirror_errors`` and still delivered.
     * ``seq``: the ``seq`` of the last input sent (0 before the first).
@@ -809,7 +809,7 @@ async def connect(
     * ``resume``: a resume token from an earlier ``welcome``; pass ``initial_seq`` (the old
       client's ``seq``) too, because the server refuses a ``seq`` that is not greater than
       the last one it accepted for the player.
-    * ``auto_reconnect``: after a close in ``protocol.RECONNECTABLE`` (1006 included),
+    * ``auto_reconnect``: after a close in ``tickrelay.protocol.RECONNECTABLE`` (1006 included),
       retry up to ``reconnect_attempts`` times with delays from
       ``backoff_delays(*reconnect_backoff)``, resuming, or joining afresh after ``4012``.
       The initial join is never retried: its refusal is raised.

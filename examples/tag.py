@@ -3,7 +3,7 @@
 The server owns the game. Clients only say where they want to go; the room moves everyone,
 decides who is "it" and announces the tags. Run it with::
 
-    tickrelay serve --logic-modules examples.tag
+    tickrelay serve --logic-modules tickrelay.examples.tag
 
 and create a room with ``POST /rooms {"id": "yard", "logic": "tag"}`` (admin token) or
 ``POST /matchmake {"logic": "tag"}``. See ``examples/README.md`` for the walk-through.
@@ -43,8 +43,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import CloseCode
-from server.logic import InputRefused, JoinRefused, RoomLogic, register
+from tickrelay.protocol import CloseCode
+from tickrelay.server.logic import InputRefused, JoinRefused, RoomLogic, register
 
 #: Spawn slots as fractions of the arena: the corners, then the centre.
 SLOTS = ((0.1, 0.1), (0.9, 0.9), (0.9, 0.1), (0.1, 0.9), (0.5, 0.5))
@@ -102,8 +102,11 @@ def read_intent(d: dict[str, Any]) -> list[float] | None:
     if "dir" not in d:
         return None
     direction = d["dir"]
-    if not (isinstance(direction, list) and len(direction) == 2 and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in direction)):
+    if not (
+        isinstance(direction, list)
+        and len(direction) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in direction)
+    ):
         raise InputRefused("'dir' must be [dx, dy], two numbers")
     dx, dy = float(direction[0]), float(direction[1])
     length = math.hypot(dx, dy)
@@ -126,13 +129,15 @@ class TagLogic(RoomLogic):
         self.spawns = 0
         self.rng = random.Random(self.config.seed)
         self.sim_tick = self.room.tick
-        self.room.patch_room({
-            "arena": [self.config.width, self.config.height],
-            "speed": self.config.speed,
-            "radius": self.config.radius,
-            "tags": 0,
-            "scores": {},
-        })
+        self.room.patch_room(
+            {
+                "arena": [self.config.width, self.config.height],
+                "speed": self.config.speed,
+                "radius": self.config.radius,
+                "tags": 0,
+                "scores": {},
+            }
+        )
 
     # Seats ---------------------------------------------------------------------------------
 
@@ -220,10 +225,12 @@ class TagLogic(RoomLogic):
             return
         victim = best[1]
         scores = room_state.get("scores", {})
-        self.room.patch_room({
-            "it": victim,
-            "tags": room_state.get("tags", 0) + 1,
-            "scores": {it: scores.get(it, 0) + 1},
-            "cooldown": {"pid": it, "until": tick + self.cooldown_ticks},
-        })
+        self.room.patch_room(
+            {
+                "it": victim,
+                "tags": room_state.get("tags", 0) + 1,
+                "scores": {it: scores.get(it, 0) + 1},
+                "cooldown": {"pid": it, "until": tick + self.cooldown_ticks},
+            }
+        )
         self.room.send_event({"type": "tag", "by": it, "it": victim, "tick": tick})

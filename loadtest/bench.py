@@ -27,14 +27,20 @@ from typing import Any
 
 from rich.console import Console
 
-from loadtest.benchdoc import print_tables, write_doc
-from loadtest.config import LoadConfig, SlowConfig
-from loadtest.metrics import fetch_tick_lag_p99
-from loadtest.plot import plot_bench
-from loadtest.report import build_report
-from loadtest.runner import run_load
-from loadtest.servers import SERVERS, ServerProcess, ServerSpec, ServerStartError, free_port
-from loadtest.worker import raise_nofile_limit
+from tickrelay.loadtest.benchdoc import print_tables, write_doc
+from tickrelay.loadtest.config import LoadConfig, SlowConfig
+from tickrelay.loadtest.metrics import fetch_tick_lag_p99
+from tickrelay.loadtest.plot import plot_bench
+from tickrelay.loadtest.report import build_report
+from tickrelay.loadtest.runner import run_load
+from tickrelay.loadtest.servers import (
+    SERVERS,
+    ServerProcess,
+    ServerSpec,
+    ServerStartError,
+    free_port,
+)
+from tickrelay.loadtest.worker import raise_nofile_limit
 
 HOST = "127.0.0.1"
 SERVER_CPU, DRIVER_CPU = 0, 1
@@ -128,8 +134,14 @@ def step_config(opts: BenchOptions, url: str, rooms: int, **changes: Any) -> Loa
 
 
 def _row(
-    spec: ServerSpec, kind: str, cfg: LoadConfig, report: dict[str, Any], probe: ServerProbe,
-    rss0: int, exited: bool, opts: BenchOptions,
+    spec: ServerSpec,
+    kind: str,
+    cfg: LoadConfig,
+    report: dict[str, Any],
+    probe: ServerProbe,
+    rss0: int,
+    exited: bool,
+    opts: BenchOptions,
 ) -> dict[str, Any]:
     window = max(1e-9, probe.t1 - probe.t0)
     cpu = probe.cpu1 - probe.cpu0
@@ -258,8 +270,13 @@ async def bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
         rooms = math.ceil(opts.idle_connections / opts.players)
         for name in active:
             idle = await run_step(
-                opts, SERVERS[name], "idle", rooms, console,
-                input_hz=opts.idle_rate, ramp=opts.idle_ramp,
+                opts,
+                SERVERS[name],
+                "idle",
+                rooms,
+                console,
+                input_hz=opts.idle_rate,
+                ramp=opts.idle_ramp,
             )
             if idle is not None:
                 results["idle"].append(idle)
@@ -274,6 +291,7 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     the p99) says how much of a difference between servers is real. Rounds whose driver
     was the bottleneck are passed over while a valid round exists.
     """
+
     def cost(row: dict[str, Any]) -> float:
         return row["cpu_us_per_msg"] if row["cpu_us_per_msg"] is not None else math.inf
 
@@ -295,7 +313,13 @@ async def stall_pair(
         base = await run_step(opts, spec, "load", opts.stall_rooms, console)
     slow = SlowConfig(fraction=opts.stall_fraction, mode="stall", stall=0.0)
     stalled = await run_step(
-        opts, spec, "stall", opts.stall_rooms, console, slow=slow, warmup=opts.stall_warmup,
+        opts,
+        spec,
+        "stall",
+        opts.stall_rooms,
+        console,
+        slow=slow,
+        warmup=opts.stall_warmup,
     )
     if base is None or stalled is None:
         return None
@@ -335,36 +359,56 @@ def bench_parser() -> argparse.ArgumentParser:
         "pinned to one core; the driver on the other).",
     )
     default_servers = ",".join(n for n, s in SERVERS.items() if s.default)
-    p.add_argument("--servers", default=default_servers,
-                   help=f"comma-separated, from: {', '.join(SERVERS)} (default {default_servers})")
-    p.add_argument("--loads", default="25,63,125,250",
-                   help="rooms per step (default 25,63,125,250)")
+    p.add_argument(
+        "--servers",
+        default=default_servers,
+        help=f"comma-separated, from: {', '.join(SERVERS)} (default {default_servers})",
+    )
+    p.add_argument(
+        "--loads", default="25,63,125,250", help="rooms per step (default 25,63,125,250)"
+    )
     p.add_argument("--players", type=int, default=8, help="players per room")
     p.add_argument("--rate", type=float, default=20.0, help="inputs per second per player")
     p.add_argument("--ramp", type=float, default=10.0, help="max seconds to connect everybody")
-    p.add_argument("--connect-rate", type=float, default=200.0,
-                   help="connects per second unless that would exceed --ramp")
+    p.add_argument(
+        "--connect-rate",
+        type=float,
+        default=200.0,
+        help="connects per second unless that would exceed --ramp",
+    )
     p.add_argument("--measure", type=float, default=10.0, help="measured seconds per step")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds between ramp and window")
     p.add_argument("--workers", type=int, default=1, help="driver processes")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="rounds of each load step (servers take turns in each round); the "
-                   "tables show the median round, the ratios the median and range per round")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of each load step (servers take turns in each round); the "
+        "tables show the median round, the ratios the median and range per round",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin server and driver")
     p.add_argument("--scenarios", default="stall,idle", help="extra scenarios: stall,idle or none")
     p.add_argument("--stall-rooms", type=int, default=25)
     p.add_argument("--stall-fraction", type=float, default=0.1)
-    p.add_argument("--stall-warmup", type=float, default=40.0,
-                   help="seconds of stall before the window: the server's kernel buffers "
-                   "~250 KB per stalled socket before the application feels anything")
+    p.add_argument(
+        "--stall-warmup",
+        type=float,
+        default=40.0,
+        help="seconds of stall before the window: the server's kernel buffers "
+        "~250 KB per stalled socket before the application feels anything",
+    )
     p.add_argument("--idle-connections", type=int, default=5000)
     p.add_argument("--idle-rate", type=float, default=1.0, help="inputs/s of idle players")
     p.add_argument("--idle-ramp", type=float, default=500.0, help="connects/s for the idle run")
     p.add_argument("--saturation-cpu", type=float, default=0.95)
     p.add_argument("--saturation-p99", type=float, default=1000.0, help="ms")
     p.add_argument("--out-dir", type=Path, default=Path("loadtest-out"))
-    p.add_argument("--doc", type=Path, default=Path("docs/PERFORMANCE.md"),
-                   help="Markdown report to regenerate (plots go to its perf/ folder)")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=Path("docs/PERFORMANCE.md"),
+        help="Markdown report to regenerate (plots go to its perf/ folder)",
+    )
     p.add_argument("--no-doc", action="store_true", help="do not write the Markdown report")
     return p
 
@@ -408,7 +452,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 async def _main(opts: BenchOptions, console: Console) -> dict[str, Any]:
     """Run the bench with SIGTERM treated like Ctrl-C (cleanup runs either way)."""
-    from loadtest.cli import sigterm_cancels
+    from tickrelay.loadtest.cli import sigterm_cancels
 
     with sigterm_cancels():
         return await bench(opts, console)
@@ -454,6 +498,8 @@ def cmd_bench(argv: Sequence[str]) -> int:
         doc_plot = plot_bench(results["sweep"], opts.doc.parent / "perf" / "bench.png")
         write_doc(opts.doc, out, doc_plot)
     print_tables(out, console)
-    console.print(f"JSON: {json_path}  plot: {plot_path}"
-                  + (f"  doc: {opts.doc}" if doc_plot is not None else ""))
+    console.print(
+        f"JSON: {json_path}  plot: {plot_path}"
+        + (f"  doc: {opts.doc}" if doc_plot is not None else "")
+    )
     return 0

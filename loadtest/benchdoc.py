@@ -48,13 +48,37 @@ def _p99_cell(r: dict[str, Any]) -> str:
 
 def sweep_table(rows: Sequence[dict[str, Any]]) -> Table:
     """The main table: one line per server and load."""
-    head = ["server", "rooms", "players", "msgs/s", "server CPU", "CPU µs/msg", "B/msg",
-            "p50 ms", "p99 ms", "RSS MB", "KB/player", "tick lag p99", "note"]
+    head = [
+        "server",
+        "rooms",
+        "players",
+        "msgs/s",
+        "server CPU",
+        "CPU µs/msg",
+        "B/msg",
+        "p50 ms",
+        "p99 ms",
+        "RSS MB",
+        "KB/player",
+        "tick lag p99",
+        "note",
+    ]
     body = [
-        [r["server"], str(r["rooms"]), str(r["players"]), _f(r["msgs_per_s"], "{:.0f}"),
-         _f(r["server_cpu"], "{:.0%}"), _f(r["cpu_us_per_msg"]), _f(r["bytes_per_msg"], "{:.0f}"),
-         _f(r["latency_p50_ms"]), _p99_cell(r), _f(r["rss_mb"]),
-         _f(r["rss_per_player_kb"]), _f(r["tick_lag_p99_ms"], "{:.1f} ms"), _note(r)]
+        [
+            r["server"],
+            str(r["rooms"]),
+            str(r["players"]),
+            _f(r["msgs_per_s"], "{:.0f}"),
+            _f(r["server_cpu"], "{:.0%}"),
+            _f(r["cpu_us_per_msg"]),
+            _f(r["bytes_per_msg"], "{:.0f}"),
+            _f(r["latency_p50_ms"]),
+            _p99_cell(r),
+            _f(r["rss_mb"]),
+            _f(r["rss_per_player_kb"]),
+            _f(r["tick_lag_p99_ms"], "{:.1f} ms"),
+            _note(r),
+        ]
         for r in rows
     ]
     return "Load sweep (rooms of 8 players, 20 Hz inputs)", head, body
@@ -95,33 +119,65 @@ def ratio_table(rows: Sequence[dict[str, Any]], reference: str) -> Table | None:
 
 def stall_table(items: Sequence[dict[str, Any]]) -> Table:
     """Healthy players with and without 10 % stalled players in the room."""
-    head = ["server", "rooms", "healthy p50 ms", "healthy p99 ms", "msgs/s", "RSS MB",
-            "server CPU", "stalled players' closes", "note"]
+    head = [
+        "server",
+        "rooms",
+        "healthy p50 ms",
+        "healthy p99 ms",
+        "msgs/s",
+        "RSS MB",
+        "server CPU",
+        "stalled players' closes",
+        "note",
+    ]
     body = []
     for it in items:
         b, s = it["base"], it["stalled"]
-        body.append([
-            it["server"], str(s["rooms"]),
-            f"{_f(b['latency_p50_ms'])} -> {_f(s['latency_p50_ms'])}",
-            f"{_f(b['latency_p99_ms'])} -> {_f(s['latency_p99_ms'])}",
-            f"{_f(b['msgs_per_s'], '{:.0f}')} -> {_f(s['msgs_per_s'], '{:.0f}')}",
-            f"{_f(b['rss_mb'])} -> {_f(s['rss_mb'])}",
-            f"{_f(b['server_cpu'], '{:.0%}')} -> {_f(s['server_cpu'], '{:.0%}')}",
-            ", ".join(f"{k}: {v}" for k, v in s["closes"].items()) or "none",
-            _note(s),
-        ])
+        body.append(
+            [
+                it["server"],
+                str(s["rooms"]),
+                f"{_f(b['latency_p50_ms'])} -> {_f(s['latency_p50_ms'])}",
+                f"{_f(b['latency_p99_ms'])} -> {_f(s['latency_p99_ms'])}",
+                f"{_f(b['msgs_per_s'], '{:.0f}')} -> {_f(s['msgs_per_s'], '{:.0f}')}",
+                f"{_f(b['rss_mb'])} -> {_f(s['rss_mb'])}",
+                f"{_f(b['server_cpu'], '{:.0%}')} -> {_f(s['server_cpu'], '{:.0%}')}",
+                ", ".join(f"{k}: {v}" for k, v in s["closes"].items()) or "none",
+                _note(s),
+            ]
+        )
     return "Stalled players (without -> with; latency of the healthy players only)", head, body
 
 
 def idle_table(rows: Sequence[dict[str, Any]]) -> Table:
     """Memory per mostly idle connection."""
-    head = ["server", "connections", "connected", "input Hz", "RSS MB", "KB/connection",
-            "server CPU", "msgs/s", "CPU µs/msg", "p99 ms", "note"]
+    head = [
+        "server",
+        "connections",
+        "connected",
+        "input Hz",
+        "RSS MB",
+        "KB/connection",
+        "server CPU",
+        "msgs/s",
+        "CPU µs/msg",
+        "p99 ms",
+        "note",
+    ]
     body = [
-        [r["server"], str(r["players"]), str(r["connected"]), _f(r["input_hz"], "{:g}"),
-         _f(r["rss_mb"]), _f(r["rss_per_player_kb"]), _f(r["server_cpu"], "{:.0%}"),
-         _f(r["msgs_per_s"], "{:.0f}"), _f(r["cpu_us_per_msg"]), _f(r["latency_p99_ms"]),
-         _note(r)]
+        [
+            r["server"],
+            str(r["players"]),
+            str(r["connected"]),
+            _f(r["input_hz"], "{:g}"),
+            _f(r["rss_mb"]),
+            _f(r["rss_per_player_kb"]),
+            _f(r["server_cpu"], "{:.0%}"),
+            _f(r["msgs_per_s"], "{:.0f}"),
+            _f(r["cpu_us_per_msg"]),
+            _f(r["latency_p99_ms"]),
+            _note(r),
+        ]
         for r in rows
     ]
     return "Mostly idle connections", head, body
@@ -199,7 +255,8 @@ def write_doc(path: Path, out: dict[str, Any], plot: Path) -> None:
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, load average before the run "
         f"{' / '.join(str(x) for x in m['loadavg_before'])}; Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + ".",
         f"- Pinning: {m['pinning']}. Each load step starts a fresh server process.",
         f"- Workload: rooms of {o['players']} players sending {o['rate']:g} inputs/s "
         "(random walk), ticks at 20 Hz; connects spread over at most "

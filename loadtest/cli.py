@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from loadtest.config import LoadConfig, SlowConfig, Thresholds
+from tickrelay.loadtest.config import LoadConfig, SlowConfig, Thresholds
 
 EXIT_DRIVER_BOUND = 3
 
@@ -41,13 +41,21 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("slow clients")
     s.add_argument("--slow-fraction", type=float, default=0.0, help="fraction of slow players")
     s.add_argument("--slow-mode", choices=("stall", "rate"), default="stall")
-    s.add_argument("--slow-stall", type=float, default=0.0,
-                   help="stall seconds per cycle (0: stop reading for good)")
+    s.add_argument(
+        "--slow-stall",
+        type=float,
+        default=0.0,
+        help="stall seconds per cycle (0: stop reading for good)",
+    )
     s.add_argument("--slow-every", type=float, default=10.0, help="stall cycle length (s)")
     s.add_argument("--slow-rate", type=int, default=2048, help="bytes/s read in rate mode")
     s.add_argument("--slow-rcvbuf", type=int, default=4096, help="slow players' SO_RCVBUF")
-    s.add_argument("--slow-mss", type=int, default=1448,
-                   help="slow players' TCP MSS (0: loopback's, hides stalls behind MiBs)")
+    s.add_argument(
+        "--slow-mss",
+        type=int,
+        default=1448,
+        help="slow players' TCP MSS (0: loopback's, hides stalls behind MiBs)",
+    )
     a = p.add_argument_group("churn and auth")
     a.add_argument("--churn", type=float, default=0.0, help="drops + resumes per second")
     a.add_argument("--secret", default=None, help="HS256 secret: mint a JWT per player")
@@ -107,9 +115,9 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 async def _run(cfg: LoadConfig, console: Console, live: bool) -> dict[str, Any]:
-    from loadtest.progress import LiveProgress
-    from loadtest.report import build_report
-    from loadtest.runner import run_load
+    from tickrelay.loadtest.progress import LiveProgress
+    from tickrelay.loadtest.report import build_report
+    from tickrelay.loadtest.runner import run_load
 
     with sigterm_cancels():
         if live:
@@ -151,11 +159,11 @@ def cmd_run(argv: Sequence[str]) -> int:
         args.json_path.parent.mkdir(parents=True, exist_ok=True)
         args.json_path.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot:
-        from loadtest.plot import plot_run
+        from tickrelay.loadtest.plot import plot_run
 
         plot_run(report, args.plot)
     if not args.quiet:
-        from loadtest.report import print_summary
+        from tickrelay.loadtest.report import print_summary
 
         print_summary(report, console)
     if report["connections"]["ok"] == 0:
@@ -168,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "bench":
-            from loadtest.bench import cmd_bench
+            from tickrelay.loadtest.bench import cmd_bench
 
             return cmd_bench(argv[1:])
         if argv and argv[0] == "run":

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from loadtest.config import Codec
+from tickrelay.loadtest.config import Codec
 
 InputEncoder = Callable[[int, int, int], bytes]
 Decoder = Callable[[bytes], Any]

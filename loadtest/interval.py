@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from loadtest.stats import Histogram
+from tickrelay.loadtest.stats import Histogram
 
 COUNTERS: tuple[str, ...] = (
     "connects_ok",

@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any
 
 _PROM = re.compile(
-    r'^(?P<name>[A-Za-z_:]?[\w:]*tick_lag[\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>[-+0-9.eE]+)',
+    r"^(?P<name>[A-Za-z_:]?[\w:]*tick_lag[\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>[-+0-9.eE]+)",
     re.MULTILINE,
 )
 

@@ -12,8 +12,8 @@ import time
 
 import jwt
 
-from loadtest.config import LoadConfig
-from loadtest.player import Seat
+from tickrelay.loadtest.config import LoadConfig
+from tickrelay.loadtest.player import Seat
 
 
 def room_id(cfg: LoadConfig, room: int) -> str:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from loadtest.config import SUBPROTOCOLS, LoadConfig
-from loadtest.frames import Decoder, decoder, encode, input_encoder, is_text
-from loadtest.interval import IntervalStats
-from loadtest.tracking import StateTracker
-from loadtest.wsclient import WsConnection
+from tickrelay.loadtest.config import SUBPROTOCOLS, LoadConfig
+from tickrelay.loadtest.frames import Decoder, decoder, encode, input_encoder, is_text
+from tickrelay.loadtest.interval import IntervalStats
+from tickrelay.loadtest.tracking import StateTracker
+from tickrelay.loadtest.wsclient import WsConnection
 
 #: Above this many bytes queued towards the server, a player skips its input (and counts it):
 #: the server is not reading, piling up more would only measure our own buffer.

@@ -17,8 +17,12 @@ def plot_run(report: dict[str, Any], path: str | Path) -> Path:
     series = report["timeseries"]
     t = [p["t"] + 0.5 for p in series]  # second k is plotted at its middle
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
-    for key, label in (("latency_p50_ms", "p50"), ("latency_p90_ms", "p90"),
-                       ("latency_p99_ms", "p99"), ("latency_max_ms", "max")):
+    for key, label in (
+        ("latency_p50_ms", "p50"),
+        ("latency_p90_ms", "p90"),
+        ("latency_p99_ms", "p99"),
+        ("latency_max_ms", "max"),
+    ):
         ax1.plot(t, [p[key] for p in series], marker=".", label=label)
     ax1.set_ylabel("input -> ack latency (ms)")
     ax1.set_yscale("log")
@@ -31,8 +35,7 @@ def plot_run(report: dict[str, Any], path: str | Path) -> Path:
     ax2.set_xlabel("seconds since start")
     ax2.grid(True, alpha=0.3)
     right = ax2.twinx()
-    right.plot(t, [p["connected"] for p in series], color="gray", linestyle="--",
-               label="connected")
+    right.plot(t, [p["connected"] for p in series], color="gray", linestyle="--", label="connected")
     right.set_ylabel("connected")
     lines = ax2.get_legend_handles_labels()
     rlines = right.get_legend_handles_labels()
@@ -41,8 +44,10 @@ def plot_run(report: dict[str, Any], path: str | Path) -> Path:
     for ax in (ax1, ax2):
         ax.axvspan(w["start_s"], w["end_s"], color="green", alpha=0.08, label="_measured")
     cfg = report["config"]
-    title = (f"{cfg['url']}: {cfg['rooms']} rooms x {cfg['players']} players, "
-             f"{cfg['input_hz']:g} Hz inputs")
+    title = (
+        f"{cfg['url']}: {cfg['rooms']} rooms x {cfg['players']} players, "
+        f"{cfg['input_hz']:g} Hz inputs"
+    )
     if not report["valid"]:
         title += "  [DRIVER-BOUND: not valid]"
     fig.suptitle(title)

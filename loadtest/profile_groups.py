@@ -6,7 +6,7 @@ our own decode, tick and fan-out). This reads py-spy's raw (collapsed-stack) out
 prints those sums, so docs/PERFORMANCE.md can quote figures anyone can reproduce:
 
     py-spy record --native -r 100 -f raw -o server.txt --pid <server pid> --duration 15
-    python -m loadtest.profile_groups server.txt
+    python -m tickrelay.loadtest.profile_groups server.txt
 """
 
 from __future__ import annotations
@@ -35,14 +35,23 @@ _LIBRARIES = {
 }
 
 _TICK_PREFIXES = ("Room", "RoomState", "TickLoop", "RelayLogic", "encoded_size", "TickStats")
-_FANOUT_PREFIXES = ("Outbox", "Connection.push", "TransportHandle.write", "Wire", "StateFrame",
-                    "frame ")
+_FANOUT_PREFIXES = (
+    "Outbox",
+    "Connection.push",
+    "TransportHandle.write",
+    "Wire",
+    "StateFrame",
+    "frame ",
+)
 
 
 def _tickrelay_group(path: str, frame: str) -> str:
     if path.startswith("protocol/"):
-        return "tickrelay: merge patch" if path == "protocol/patch.py" else (
-            "tickrelay: decode + validate")
+        return (
+            "tickrelay: merge patch"
+            if path == "protocol/patch.py"
+            else ("tickrelay: decode + validate")
+        )
     if path == "server/framing.py":
         return "tickrelay: frame reader"
     if frame.startswith(_FANOUT_PREFIXES):

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from loadtest.config import LoadConfig
-from loadtest.interval import IntervalStats
+from tickrelay.loadtest.config import LoadConfig
+from tickrelay.loadtest.interval import IntervalStats
 
 
 class LiveProgress:
@@ -53,10 +53,24 @@ class LiveProgress:
         self.closes += sum(s.closes.values())
         if k >= self.cfg.window[1]:
             return
-        t = Table(title=f"t={k + 1:>3}s  {self.phase(k)}", box=box.SIMPLE, pad_edge=False,
-                  title_justify="left")
-        for col in ("conns", "states/s", "KB/s", "inputs/s", "ack p50 ms", "ack p99 ms",
-                    "errors", "closes", "drv CPU", "lag p99 ms"):
+        t = Table(
+            title=f"t={k + 1:>3}s  {self.phase(k)}",
+            box=box.SIMPLE,
+            pad_edge=False,
+            title_justify="left",
+        )
+        for col in (
+            "conns",
+            "states/s",
+            "KB/s",
+            "inputs/s",
+            "ack p50 ms",
+            "ack p99 ms",
+            "errors",
+            "closes",
+            "drv CPU",
+            "lag p99 ms",
+        ):
             t.add_column(col, justify="right", no_wrap=False, overflow="fold")
         p50, p99 = s.latency.percentile_ms(50), s.latency.percentile_ms(99)
         lag = s.loop_lag.percentile_ms(99)

@@ -15,9 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.interval import IntervalStats
-from loadtest.runner import RunResult
-from loadtest.stats import percentile
+from tickrelay.loadtest.interval import IntervalStats
+from tickrelay.loadtest.runner import RunResult
+from tickrelay.loadtest.stats import percentile
 
 
 def _rate(n: float, seconds: float) -> float:
@@ -169,20 +169,33 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     table.add_column("value")
     rows = [
         ("measured window", f"{report['window']['seconds']:.0f} s"),
-        ("connections", f"{c['ok']} ok / {c['planned']} planned, {c['failed']} failed, "
-         f"{c['connected_at_window_end']} connected at window end"),
+        (
+            "connections",
+            f"{c['ok']} ok / {c['planned']} planned, {c['failed']} failed, "
+            f"{c['connected_at_window_end']} connected at window end",
+        ),
         ("connect time p50 / p99", f"{_ms(c['time_ms']['p50'])} / {_ms(c['time_ms']['p99'])}"),
         ("state msgs / s", f"{_si(m['states_per_s'])} ({m['states_per_client_per_s']} per client)"),
         ("received / s", f"{_si(m['bytes_per_s'])}B ({m['bytes_per_msg']} B/msg)"),
-        ("inputs / s",
-         f"{_si(m['inputs_per_s'])} ({m['inputs_skipped']} skipped: send buffer full)"),
-        ("input->ack p50/p90/p99/max",
-         " / ".join(_ms(lat[k]) for k in ("p50", "p90", "p99", "max"))
-         + (f" (incl. {m['unacked_at_window_end']} never acked, at their age)"
-            if m["unacked_at_window_end"] else "")),
+        (
+            "inputs / s",
+            f"{_si(m['inputs_per_s'])} ({m['inputs_skipped']} skipped: send buffer full)",
+        ),
+        (
+            "input->ack p50/p90/p99/max",
+            " / ".join(_ms(lat[k]) for k in ("p50", "p90", "p99", "max"))
+            + (
+                f" (incl. {m['unacked_at_window_end']} never acked, at their age)"
+                if m["unacked_at_window_end"]
+                else ""
+            ),
+        ),
         ("inter-arrival p50/p99/max", " / ".join(_ms(gaps[k]) for k in ("p50", "p99", "max"))),
-        ("ticks skipped", f"{report['ticks_skipped']['in_window']} in window "
-         f"({report['ticks_skipped']['per_client_per_s']} per client per s)"),
+        (
+            "ticks skipped",
+            f"{report['ticks_skipped']['in_window']} in window "
+            f"({report['ticks_skipped']['per_client_per_s']} per client per s)",
+        ),
     ]
     if report["config"]["slow"]["fraction"] > 0:
         slow = report["latency_slow_ms"]
@@ -194,10 +207,15 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     rows += [
         ("close codes", ", ".join(f"{k}: {v}" for k, v in report["closes"].items()) or "none"),
         ("errors", ", ".join(f"{k}: {v}" for k, v in list(report["errors"].items())[:6]) or "none"),
-        ("driver CPU", f"{drv['total_cpu']:.0%} of {drv['cores']} core(s) "
-         f"(workers {', '.join(f'{v:.0%}' for v in drv['worker_cpu'].values())})"),
-        ("driver loop lag p99 / max",
-         f"{_ms(drv['loop_lag_ms']['p99'])} / {_ms(drv['loop_lag_ms']['max'])}"),
+        (
+            "driver CPU",
+            f"{drv['total_cpu']:.0%} of {drv['cores']} core(s) "
+            f"(workers {', '.join(f'{v:.0%}' for v in drv['worker_cpu'].values())})",
+        ),
+        (
+            "driver loop lag p99 / max",
+            f"{_ms(drv['loop_lag_ms']['p99'])} / {_ms(drv['loop_lag_ms']['max'])}",
+        ),
     ]
     for k, v in rows:
         table.add_row(k, v)

@@ -19,9 +19,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-from loadtest.config import LoadConfig
-from loadtest.interval import IntervalStats
-from loadtest.worker import worker_main
+from tickrelay.loadtest.config import LoadConfig
+from tickrelay.loadtest.interval import IntervalStats
+from tickrelay.loadtest.worker import worker_main
 
 #: Seconds the workers get to import and build their players before the start signal.
 READY_TIMEOUT = 60.0

@@ -65,11 +65,11 @@ def reachable(host: str, port: int) -> bool:
 
 
 def _tickrelay_available() -> str | None:
-    return importable("server.cli")
+    return importable("tickrelay.server.cli")
 
 
 def _redis_available() -> str | None:
-    reason = importable("server.backplane.redis")
+    reason = importable("tickrelay.server.backplane.redis")
     if reason is not None:
         return f"Redis backplane not there yet: {reason}"
     if not reachable("127.0.0.1", 6379):
@@ -98,24 +98,24 @@ SERVERS: dict[str, ServerSpec] = {
             "tutorial",
             "FastAPI tutorial pattern: ConnectionManager per room, every input broadcast at "
             "once with a sequential `await ws.send_bytes()` loop (uvicorn, 1 process)",
-            _module("loadtest.baselines.tutorial"),
+            _module("tickrelay.loadtest.baselines.tutorial"),
         ),
         ServerSpec(
             "tutorial-ticked",
             "the same stack with a 20 Hz tick loop per room sending the state to each "
             "member in turn (uvicorn, 1 process)",
-            _module("loadtest.baselines.tutorial_ticked"),
+            _module("tickrelay.loadtest.baselines.tutorial_ticked"),
         ),
         ServerSpec(
             "floor",
             "`websockets` asyncio server on uvloop, state encoded once per tick, "
             "`websockets.broadcast()` (1 process)",
-            _module("loadtest.baselines.floor"),
+            _module("tickrelay.loadtest.baselines.floor"),
         ),
         ServerSpec(
             "tickrelay",
             "tickrelay, in-memory backplane, 1 process",
-            _module("server.cli", "serve"),
+            _module("tickrelay.server.cli", "serve"),
             available=_tickrelay_available,
             env={"TICKRELAY_LOG_LEVEL": "warning"},
             metrics_path="/metrics",
@@ -123,7 +123,7 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "tickrelay-redis-1w",
             "tickrelay, Redis backplane, 1 worker",
-            _module("server.cli", "serve", "--workers", "1", "--redis-url", REDIS_URL),
+            _module("tickrelay.server.cli", "serve", "--workers", "1", "--redis-url", REDIS_URL),
             available=_redis_available,
             env={"TICKRELAY_LOG_LEVEL": "warning"},
             metrics_path="/metrics",
@@ -132,7 +132,7 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "tickrelay-redis-2w",
             "tickrelay, Redis backplane, 2 workers sharing the server core",
-            _module("server.cli", "serve", "--workers", "2", "--redis-url", REDIS_URL),
+            _module("tickrelay.server.cli", "serve", "--workers", "2", "--redis-url", REDIS_URL),
             available=_redis_available,
             env={"TICKRELAY_LOG_LEVEL": "warning"},
             metrics_path="/metrics",

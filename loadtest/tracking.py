@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from loadtest.stats import Histogram
+from tickrelay.loadtest.stats import Histogram
 
 
 class AckTracker:

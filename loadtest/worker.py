@@ -21,11 +21,11 @@ from typing import Any
 
 import uvloop
 
-from loadtest.config import LoadConfig
-from loadtest.frames import SharedDecoder
-from loadtest.interval import IntervalStats
-from loadtest.plan import plan_seats
-from loadtest.player import ConnectFailed, Player
+from tickrelay.loadtest.config import LoadConfig
+from tickrelay.loadtest.frames import SharedDecoder
+from tickrelay.loadtest.interval import IntervalStats
+from tickrelay.loadtest.plan import plan_seats
+from tickrelay.loadtest.player import ConnectFailed, Player
 
 #: Seconds between event-loop lag probes.
 LAG_PROBE = 0.1

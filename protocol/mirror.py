@@ -19,7 +19,7 @@ class StateMirror:
     """Holds the last state received; updates are atomic (all fields or none).
 
     States share subtrees with earlier states and with the messages they came from
-    (copy-on-write, see ``protocol.patch``): treat them as read-only.
+    (copy-on-write, see ``tickrelay.protocol.patch``): treat them as read-only.
     """
 
     __slots__ = ("acks", "players", "room", "tick")

@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from server import logic
-from server.backplane import create_backplane
-from server.endpoint import Services, room_endpoint
-from server.http import router
-from server.metrics import Metrics
-from server.registry import RoomRegistry
-from server.settings import Settings
+from tickrelay.server import logic
+from tickrelay.server.backplane import create_backplane
+from tickrelay.server.endpoint import Services, room_endpoint
+from tickrelay.server.http import router
+from tickrelay.server.metrics import Metrics
+from tickrelay.server.registry import RoomRegistry
+from tickrelay.server.settings import Settings
 
 log = logging.getLogger("tickrelay")
 
@@ -53,5 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory server.app:app_from_env`` (settings from the environment)."""
+    """For ``uvicorn --factory tickrelay.server.app:app_from_env`` (settings from the env)."""
     return create_app(Settings())

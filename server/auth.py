@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from protocol import CloseCode
+from tickrelay.protocol import CloseCode
 
 
 class AuthError(Exception):

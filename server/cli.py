@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from server.settings import Settings
+from tickrelay.server.settings import Settings
 
 PROG = "tickrelay"
 
@@ -39,15 +39,29 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
         default = field.get_default(call_default_factory=True)
         help_text = f"(env TICKRELAY_{name.upper()}; default {default!r})"
         if _is_bool(annotation):
-            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(
+                _flag(name),
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
         elif _is_list(annotation):
-            parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
-                                help="comma-separated " + help_text)
+            parser.add_argument(
+                _flag(name),
+                dest=name,
+                default=argparse.SUPPRESS,
+                help="comma-separated " + help_text,
+            )
         else:
             kind = get_args(annotation)[0] if get_args(annotation) else annotation
-            parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
-                                type=kind if kind in (int, float) else str, help=help_text)
+            parser.add_argument(
+                _flag(name),
+                dest=name,
+                default=argparse.SUPPRESS,
+                type=kind if kind in (int, float) else str,
+                help=help_text,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--room", action="append", dest="rooms", help="a room it may join")
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
     token.add_argument("--spectate-only", action="store_true")
-    token.add_argument("--secret", default=os.environ.get("TICKRELAY_AUTH_SECRET"),
-                       help="signing secret (default: TICKRELAY_AUTH_SECRET)")
+    token.add_argument(
+        "--secret",
+        default=os.environ.get("TICKRELAY_AUTH_SECRET"),
+        help="signing secret (default: TICKRELAY_AUTH_SECRET)",
+    )
     return parser
 
 
@@ -98,8 +115,8 @@ def freeze_startup_objects() -> None:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from server.app import create_app
-    from server.transport import TickrelayWebSocketProtocol
+    from tickrelay.server.app import create_app
+    from tickrelay.server.transport import TickrelayWebSocketProtocol
 
     try:
         app = create_app(settings)
@@ -124,7 +141,7 @@ def serve(settings: Settings) -> int:
 
 
 def mint_token(args: argparse.Namespace) -> int:
-    from server.auth import mint
+    from tickrelay.server.auth import mint
 
     if not args.secret:
         return _fail("no secret: pass --secret or set TICKRELAY_AUTH_SECRET")
@@ -132,8 +149,9 @@ def mint_token(args: argparse.Namespace) -> int:
         print(f"{PROG}: warning: secrets under 32 bytes are easy to guess", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT's own multi-line version of the same warning
-        token = mint(args.secret, args.sub, rooms=args.rooms, ttl=args.ttl,
-                     spectate_only=args.spectate_only)
+        token = mint(
+            args.secret, args.sub, rooms=args.rooms, ttl=args.ttl, spectate_only=args.spectate_only
+        )
     print(token)
     return 0
 

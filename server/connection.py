@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocketDisconnect
 
-import protocol.messages as m
-from protocol import (
+import tickrelay.protocol.messages as m
+from tickrelay.protocol import (
     CloseCode,
     Codec,
     ErrorCode,
@@ -28,17 +28,17 @@ from protocol import (
     now_ms,
     parse_client_message,
 )
-from server.outbox import Outbox, PeerGone
-from server.ratelimit import FloodGuard, TokenBucket
-from server.settings import Settings
-from server.tasks import Tasks
-from server.transport import TransportHandle
-from server.wire import Encoded, StateFrame, Wire
+from tickrelay.server.outbox import Outbox, PeerGone
+from tickrelay.server.ratelimit import FloodGuard, TokenBucket
+from tickrelay.server.settings import Settings
+from tickrelay.server.tasks import Tasks
+from tickrelay.server.transport import TransportHandle
+from tickrelay.server.wire import Encoded, StateFrame, Wire
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
-    from server.room import Member, Room
+    from tickrelay.server.room import Member, Room
 
 log = logging.getLogger("tickrelay.connection")
 
@@ -72,8 +72,12 @@ class Connection:
         self.close_code: int | None = None
         direct = handle.write_frame if handle is not None and handle.can_write_frames else None
         self.outbox = Outbox(
-            codec, self._send, settings.reliable_queue_messages, settings.reliable_queue_bytes,
-            tasks.spawn, direct,
+            codec,
+            self._send,
+            settings.reliable_queue_messages,
+            settings.reliable_queue_bytes,
+            tasks.spawn,
+            direct,
         )
         now = time.monotonic()
         self._inputs = TokenBucket(settings.input_rate, settings.input_burst, now)

@@ -17,17 +17,17 @@ from urllib.parse import unquote
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
-from protocol import CloseCode, codec_for, negotiate
-from protocol.codec import Limits
-from server.auth import AuthError, Identity, check_room, verify
-from server.connection import Connection
-from server.logic import JoinRefused
-from server.metrics import Metrics
-from server.registry import RoomFailed, RoomRegistry
-from server.room import Member, Room, SeatRefused
-from server.settings import Settings
-from server.tasks import Tasks
-from server.transport import EXTENSION, TransportHandle
+from tickrelay.protocol import CloseCode, codec_for, negotiate
+from tickrelay.protocol.codec import Limits
+from tickrelay.server.auth import AuthError, Identity, check_room, verify
+from tickrelay.server.connection import Connection
+from tickrelay.server.logic import JoinRefused
+from tickrelay.server.metrics import Metrics
+from tickrelay.server.registry import RoomFailed, RoomRegistry
+from tickrelay.server.room import Member, Room, SeatRefused
+from tickrelay.server.settings import Settings
+from tickrelay.server.tasks import Tasks
+from tickrelay.server.transport import EXTENSION, TransportHandle
 
 log = logging.getLogger("tickrelay.endpoint")
 
@@ -61,7 +61,7 @@ def raw_room_segment(websocket: WebSocket) -> str | None:
     path = path.split("?", 1)[0]
     if not path.startswith(PREFIX):
         return None
-    segment = path[len(PREFIX):]
+    segment = path[len(PREFIX) :]
     if not segment or "/" in segment:
         return None
     return segment
@@ -91,9 +91,7 @@ async def room_endpoint(websocket: WebSocket) -> None:
     metrics.connections += 1
     metrics.connections_total += 1
     limits = Limits(max_message_size=settings.max_message_size)
-    conn = Connection(
-        websocket, codec_for(subprotocol, limits), settings, handle, services.tasks
-    )
+    conn = Connection(websocket, codec_for(subprotocol, limits), settings, handle, services.tasks)
     detached = False
     try:
         try:

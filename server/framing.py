@@ -33,8 +33,7 @@ _KIND_OF_OPCODE: tuple[Kind | None, ...] = tuple(
 )
 
 
-def read_frame(buffer: bytes | bytearray, start: int, max_size: int
-               ) -> tuple[Kind, bytes, int]:
+def read_frame(buffer: bytes | bytearray, start: int, max_size: int) -> tuple[Kind, bytes, int]:
     """Read the frame at ``buffer[start:]``: (kind, unmasked payload, offset after it).
 
     PING and PONG are returned only when whole and at most 125 bytes (the RFC's bound);
@@ -58,12 +57,12 @@ def read_frame(buffer: bytes | bytearray, start: int, max_size: int
     if length == 126:
         if available < 4:
             return Kind.PARTIAL, b"", start
-        length = int.from_bytes(buffer[offset:offset + 2], "big")
+        length = int.from_bytes(buffer[offset : offset + 2], "big")
         offset += 2
     elif length == 127:
         if available < 10:
             return Kind.PARTIAL, b"", start
-        length = int.from_bytes(buffer[offset:offset + 8], "big")
+        length = int.from_bytes(buffer[offset : offset + 8], "big")
         offset += 8
     if length > max_size or (opcode >= 8 and length > 125):
         return Kind.OTHER, b"", start
@@ -71,5 +70,5 @@ def read_frame(buffer: bytes | bytearray, start: int, max_size: int
     if len(buffer) < end:
         return Kind.PARTIAL, b"", start
     # apply_mask takes any buffer and returns new bytes: slices need no extra copy.
-    payload = apply_mask(buffer[offset + 4:end], buffer[offset:offset + 4])
+    payload = apply_mask(buffer[offset + 4 : end], buffer[offset : offset + 4])
     return kind, payload, end

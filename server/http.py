@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from protocol import CloseCode
-from server import logic as logic_registry
-from server.endpoint import ROOM_ID, Services
-from server.registry import RoomExists, RoomFailed
+from tickrelay.protocol import CloseCode
+from tickrelay.server import logic as logic_registry
+from tickrelay.server.endpoint import ROOM_ID, Services
+from tickrelay.server.registry import RoomExists, RoomFailed
 
 router = APIRouter()
 
@@ -107,8 +107,11 @@ async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> d
         raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
     registry = svc.registry
     options = registry.default_options(
-        tick_rate=body.tick_rate, max_players=body.max_players,
-        max_spectators=body.max_spectators, private=body.private, logic=body.logic,
+        tick_rate=body.tick_rate,
+        max_players=body.max_players,
+        max_spectators=body.max_spectators,
+        private=body.private,
+        logic=body.logic,
         meta=body.meta,
     )
     try:
@@ -169,8 +172,11 @@ async def connections(room_id: str, svc: ServicesDep) -> list[dict[str, Any]]:
     for member in room.members.values():
         conn = member.conn
         entry: dict[str, Any] = {
-            "pid": member.pid, "spectator": member.spectator, "away": conn is None,
-            "gap_messages": len(member.gap or ()), "gap_bytes": member.gap_bytes,
+            "pid": member.pid,
+            "spectator": member.spectator,
+            "away": conn is None,
+            "gap_messages": len(member.gap or ()),
+            "gap_bytes": member.gap_bytes,
         }
         if conn is not None:
             outbox = conn.outbox
@@ -209,8 +215,9 @@ async def prometheus_metrics(svc: ServicesDep) -> str:
         f'tickrelay_tick_duration_seconds{{quantile="0.99"}} {tick["duration_p99_ms"] / 1000}',
         "# TYPE tickrelay_refused_total counter",
     ]
-    lines += [f'tickrelay_refused_total{{code="{code}"}} {n}'
-              for code, n in figures["refused"].items()]
+    lines += [
+        f'tickrelay_refused_total{{code="{code}"}} {n}' for code, n in figures["refused"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 

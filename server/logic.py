@@ -13,10 +13,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from protocol import CloseCode
+from tickrelay.protocol import CloseCode
 
 if TYPE_CHECKING:
-    from server.room import Room
+    from tickrelay.server.room import Room
 
 
 class JoinRefused(Exception):

@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from protocol import Codec
-from server.wire import Encoded, StateFrame, Wire
+from tickrelay.protocol import Codec
+from tickrelay.server.wire import Encoded, StateFrame, Wire
 
 Sender = Callable[[Encoded], Awaitable[None]]
 DirectWriter = Callable[[bytes], bool]
@@ -105,8 +105,10 @@ class Outbox:
     def _idle(self) -> bool:
         """Nothing queued or in flight: a new message may skip the writer task entirely."""
         return (
-            self._direct is not None and self.writer is None
-            and not self._reliable and self._state is None
+            self._direct is not None
+            and self.writer is None
+            and not self._reliable
+            and self._state is None
         )
 
     def push_state(self, frame: StateFrame) -> None:

@@ -8,12 +8,12 @@ import logging
 import secrets
 from typing import Any
 
-from protocol import CloseCode
-from server.backplane import Backplane
-from server.metrics import Metrics
-from server.room import Room, RoomLimits, RoomOptions
-from server.settings import Settings
-from server.tokens import ResumeTokens
+from tickrelay.protocol import CloseCode
+from tickrelay.server.backplane import Backplane
+from tickrelay.server.metrics import Metrics
+from tickrelay.server.room import Room, RoomLimits, RoomOptions
+from tickrelay.server.settings import Settings
+from tickrelay.server.tokens import ResumeTokens
 
 log = logging.getLogger("tickrelay.registry")
 
@@ -63,8 +63,12 @@ class RoomRegistry:
         if room_id in self.rooms:
             raise RoomExists(room_id)
         room = Room(
-            room_id, options or self.default_options(), self.limits, self.tokens,
-            self.metrics.ticks, self._room_idle,
+            room_id,
+            options or self.default_options(),
+            self.limits,
+            self.tokens,
+            self.metrics.ticks,
+            self._room_idle,
         )
         try:
             room.start()
@@ -86,7 +90,8 @@ class RoomRegistry:
     def matchmake(self, logic: str, meta: dict[str, Any]) -> Room:
         """The fullest public room of that logic and meta with a free seat, else a new one."""
         candidates = [
-            room for room in self.public_rooms()
+            room
+            for room in self.public_rooms()
             if room.options.logic == logic
             and room.seated < room.options.max_players
             and all(room.options.meta.get(k, _ABSENT) == v for k, v in meta.items())

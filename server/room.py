@@ -15,18 +15,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import protocol.messages as m
-from protocol import CloseCode, ErrorCode, Event, Input, LeaveReason, apply_patch, now_ms
-from server import logic as logic_registry
-from server.logic import InputRefused, JoinRefused, RoomLogic
-from server.metrics import TickStats
-from server.state import RoomState, StateTooLarge, encoded_size
-from server.tick import TickLoop
-from server.wire import Wire
+import tickrelay.protocol.messages as m
+from tickrelay.protocol import CloseCode, ErrorCode, Event, Input, LeaveReason, apply_patch, now_ms
+from tickrelay.server import logic as logic_registry
+from tickrelay.server.logic import InputRefused, JoinRefused, RoomLogic
+from tickrelay.server.metrics import TickStats
+from tickrelay.server.state import RoomState, StateTooLarge, encoded_size
+from tickrelay.server.tick import TickLoop
+from tickrelay.server.wire import Wire
 
 if TYPE_CHECKING:
-    from server.connection import Connection
-    from server.tokens import ResumeTokens
+    from tickrelay.server.connection import Connection
+    from tickrelay.server.tokens import ResumeTokens
 
 log = logging.getLogger("tickrelay.room")
 
@@ -62,8 +62,17 @@ class SeatRefused(Exception):
 class Member:
     """A player or spectator of a room, connected or inside its resume grace."""
 
-    __slots__ = ("conn", "gap", "gap_bytes", "grace", "last_seq", "order", "pid",
-                 "resume_token", "spectator")
+    __slots__ = (
+        "conn",
+        "gap",
+        "gap_bytes",
+        "grace",
+        "last_seq",
+        "order",
+        "pid",
+        "resume_token",
+        "spectator",
+    )
 
     def __init__(self, pid: str, spectator: bool, order: int) -> None:
         self.pid = pid
@@ -250,8 +259,15 @@ class Room:
         assert conn is not None
         member.resume_token = self.tokens.issue(self.id, member.pid, member.resume_token)
         welcome = m.welcome(
-            member.pid, self.id, self.state.last_frame.tick, self.options.tick_rate, self.host,
-            member.resume_token, member.spectator, resumed, now_ms(),
+            member.pid,
+            self.id,
+            self.state.last_frame.tick,
+            self.options.tick_rate,
+            self.host,
+            member.resume_token,
+            member.spectator,
+            resumed,
+            now_ms(),
         )
         conn.push_reliable(Wire(welcome))
 
@@ -373,8 +389,12 @@ class Room:
     # The tick ----------------------------------------------------------------------------
 
     def _busy(self) -> bool:
-        return (bool(self._inputs) or bool(self._want_snap) or self.state.dirty
-                or not self.logic.passive)
+        return (
+            bool(self._inputs)
+            or bool(self._want_snap)
+            or self.state.dirty
+            or not self.logic.passive
+        )
 
     def _step(self, tick: int, dt: float) -> None:
         inputs, self._inputs = self._inputs, []
@@ -391,8 +411,11 @@ class Room:
         if frame is None:
             for conn in waiting:  # nothing changed after all: the last frame is current
                 member = conn.member
-                if member is not None and member.conn is conn \
-                        and self.members.get(member.pid) is member:
+                if (
+                    member is not None
+                    and member.conn is conn
+                    and self.members.get(member.pid) is member
+                ):
                     conn.push_state(self.state.last_frame)
             return
         for member in self.members.values():
@@ -478,8 +501,9 @@ class Room:
     def patch_room(self, patch: dict[str, Any]) -> None:
         self.state.set_room(self.state.patched_room(patch))
 
-    def send_event(self, d: Any, to: Iterable[str] | None = None,
-                   sender: Member | None = None) -> None:
+    def send_event(
+        self, d: Any, to: Iterable[str] | None = None, sender: Member | None = None
+    ) -> None:
         """Relay an event now (``from`` is the sender's pid, or null for the server)."""
         wire = Wire(m.event(sender.pid if sender else None, d))
         if to is None:

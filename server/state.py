@@ -1,7 +1,7 @@
 """A room's game state and what changed since it was last published.
 
-States are copy-on-write (``protocol.apply_patch`` never mutates), so the snapshot last sent
-is kept as plain references and a tick's delta is computed only for the players touched
+States are copy-on-write (``tickrelay.protocol.apply_patch`` never mutates), so the snapshot
+last sent is kept as plain references and a tick's delta is computed only for the players touched
 since then. Sans-I/O: the tick loop calls ``publish`` and fans the frame out.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import msgpack
 
-from protocol import apply_patch, diff, now_ms
-from server.wire import StateFrame
+from tickrelay.protocol import apply_patch, diff, now_ms
+from tickrelay.server.wire import StateFrame
 
 _MISSING: Any = object()
 
@@ -104,8 +104,14 @@ class RoomState:
         if not patch and not acks_patch:
             return None
         frame = StateFrame(
-            tick, last.tick, now_ms(), dict(self.players), self.room, dict(self.acks),
-            patch, acks_patch,
+            tick,
+            last.tick,
+            now_ms(),
+            dict(self.players),
+            self.room,
+            dict(self.acks),
+            patch,
+            acks_patch,
         )
         self.last_frame = frame
         return frame

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from server.metrics import TickStats
+from tickrelay.server.metrics import TickStats
 
 log = logging.getLogger("tickrelay.tick")
 

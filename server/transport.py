@@ -26,7 +26,7 @@ from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol
 
-from server.framing import Kind, read_frame
+from tickrelay.server.framing import Kind, read_frame
 
 EXTENSION = "tickrelay.transport"
 MessageHandler = Callable[[bytes | str], None]

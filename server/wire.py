@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import protocol.messages as m
-from protocol import Codec, JsonCodec, MsgpackCodec
-from server.transport import frame
+import tickrelay.protocol.messages as m
+from tickrelay.protocol import Codec, JsonCodec, MsgpackCodec
+from tickrelay.server.transport import frame
 
 _MSGPACK = MsgpackCodec()
 _JSON = JsonCodec()
@@ -66,8 +66,18 @@ class StateFrame:
     references, and the snap is built only if some client needs it.
     """
 
-    __slots__ = ("_delta", "_snap", "acks", "acks_patch", "base", "patch", "players", "room",
-                 "st", "tick")
+    __slots__ = (
+        "_delta",
+        "_snap",
+        "acks",
+        "acks_patch",
+        "base",
+        "patch",
+        "players",
+        "room",
+        "st",
+        "tick",
+    )
 
     def __init__(
         self,

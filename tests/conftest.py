@@ -81,9 +81,19 @@ def start_server(settings: dict[str, Any], log_dir: Path) -> ServerProcess:
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port)],
-            env=_env_for(merged), stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "tickrelay.server.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=_env_for(merged),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
         )
     server = ServerProcess(port, process, log_path, merged)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from protocol import CloseCode
-from server.logic import InputRefused, JoinRefused, RelayLogic, register
+from tickrelay.protocol import CloseCode
+from tickrelay.server.logic import InputRefused, JoinRefused, RelayLogic, register
 
 
 class DeliberateFailure(Exception):

@@ -11,9 +11,9 @@ import httpx
 import jwt
 import pytest
 
-from client import ConnectRefused, connect
-from server.auth import mint
 from tests.conftest import SECRET, state_until
+from tickrelay.client import ConnectRefused, connect
+from tickrelay.server.auth import mint
 
 PRESENCE = {"join", "leave", "away", "back"}
 
@@ -136,11 +136,11 @@ def valid_exp() -> int:
     [
         pytest.param(lambda: None, id="no-token"),
         pytest.param(lambda: "not.a.jwt", id="garbage"),
-        pytest.param(lambda: mint("another-secret-that-is-long-enough!!", "alice"),
-                     id="bad-signature"),
+        pytest.param(
+            lambda: mint("another-secret-that-is-long-enough!!", "alice"), id="bad-signature"
+        ),
         pytest.param(lambda: unsigned({"sub": "alice", "exp": valid_exp()}), id="alg-none"),
-        pytest.param(lambda: signed({"sub": "alice", "exp": valid_exp()}, "HS512"),
-                     id="hs512"),
+        pytest.param(lambda: signed({"sub": "alice", "exp": valid_exp()}, "HS512"), id="hs512"),
         pytest.param(lambda: signed({"exp": valid_exp()}), id="missing-sub"),
         pytest.param(lambda: signed({"sub": "alice"}), id="missing-exp"),
         pytest.param(lambda: signed(expired_claims()), id="expired"),
@@ -172,8 +172,10 @@ async def test_refused_token_creates_no_room(auth_server, room_id):
 
 async def test_second_connection_of_the_same_sub_takes_over_the_seat(auth_server, room_id):
     token = token_for("alice")
-    async with await connect(auth_server.ws, room_id, token=token) as old, \
-            await connect(auth_server.ws, room_id, token=token) as new:
+    async with (
+        await connect(auth_server.ws, room_id, token=token) as old,
+        await connect(auth_server.ws, room_id, token=token) as new,
+    ):
         assert await old.wait_closed() == 4010
         assert old.close_reason
         assert new.pid == "alice"
@@ -194,8 +196,10 @@ async def test_takeover_keeps_the_seats_state_and_host_role(auth_server, room_id
 
 async def test_other_members_see_no_presence_change_on_takeover(auth_server, room_id):
     token = token_for("alice")
-    async with await connect(auth_server.ws, room_id, token=token_for("bob")) as bob, \
-            await connect(auth_server.ws, room_id, token=token) as old:
+    async with (
+        await connect(auth_server.ws, room_id, token=token_for("bob")) as bob,
+        await connect(auth_server.ws, room_id, token=token) as old,
+    ):
         await bob.wait_for("join", where=lambda m: m["pid"] == "alice")
         async with await connect(auth_server.ws, room_id, token=token) as new:
             assert await old.wait_closed() == 4010
@@ -210,8 +214,10 @@ async def test_other_members_see_no_presence_change_on_takeover(auth_server, roo
 async def test_takeover_works_in_a_full_room(auth_server, room_id):
     await create_room(auth_server, room_id, max_players=1)
     token = token_for("alice")
-    async with await connect(auth_server.ws, room_id, token=token) as old, \
-            await connect(auth_server.ws, room_id, token=token) as new:
+    async with (
+        await connect(auth_server.ws, room_id, token=token) as old,
+        await connect(auth_server.ws, room_id, token=token) as new,
+    ):
         assert new.welcome["resumed"] is True
         assert await old.wait_closed() == 4010
 
@@ -240,8 +246,7 @@ async def test_valid_token_with_a_bad_resume_token_is_4012(auth_server, room_id)
 async def test_resume_with_another_subs_token_is_4001(auth_server, room_id):
     async with await connect(auth_server.ws, room_id, token=token_for("alice")) as alice:
         resume = alice.resume_token
-        refused = await refusal(auth_server.ws, room_id, token=token_for("mallory"),
-                                resume=resume)
+        refused = await refusal(auth_server.ws, room_id, token=token_for("mallory"), resume=resume)
         assert_closed_with(refused, 4001)
 
 

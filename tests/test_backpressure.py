@@ -20,8 +20,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from client import RoomClient, connect
-from protocol import Limits, MirrorError, MsgpackCodec, StateMirror
+from tickrelay.client import RoomClient, connect
+from tickrelay.protocol import Limits, MirrorError, MsgpackCodec, StateMirror
 
 BOUND = 256 * 1024  # 64 KiB transport high-water + one state message + reliable queue bound
 CODEC = MsgpackCodec(Limits(max_message_size=2**30))
@@ -47,8 +47,13 @@ async def stalled_connection(base: str, room_id: str) -> AsyncIterator[ClientCon
         sock.close()
         raise
     ws = await ws_connect(
-        f"{base}/ws/rooms/{room_id}", sock=sock, max_queue=1, compression=None,
-        proxy=None, ping_interval=None, close_timeout=1,
+        f"{base}/ws/rooms/{room_id}",
+        sock=sock,
+        max_queue=1,
+        compression=None,
+        proxy=None,
+        ping_interval=None,
+        close_timeout=1,
     )
     try:
         yield ws
@@ -73,8 +78,9 @@ async def member_figures(http: httpx.AsyncClient, room_id: str, pid: str) -> dic
     return entry
 
 
-async def wait_figures(http: httpx.AsyncClient, room_id: str, pid: str, predicate: Any,
-                       timeout: float = 15.0) -> dict[str, Any]:
+async def wait_figures(
+    http: httpx.AsyncClient, room_id: str, pid: str, predicate: Any, timeout: float = 15.0
+) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         while True:
             figures = await member_figures(http, room_id, pid)
@@ -136,13 +142,14 @@ async def test_a_stalled_client_slows_no_one_and_its_queued_bytes_stay_bounded(s
     assert max(held[half:]) <= max(held[:half]) + 8 * 1024, held
 
 
-async def test_a_client_that_reads_again_after_stalling_gets_a_snap_and_continues(
-        server, room_id):
+async def test_a_client_that_reads_again_after_stalling_gets_a_snap_and_continues(server, room_id):
     async with httpx.AsyncClient(base_url=server.http, headers=server.admin_headers()) as http:
         created = await http.post("/rooms", json={"id": room_id, "tick_rate": 40})
         assert created.status_code == 201
-        async with await connect(server.ws, room_id) as host, \
-                stalled_connection(server.ws, room_id) as stalled:
+        async with (
+            await connect(server.ws, room_id) as host,
+            stalled_connection(server.ws, room_id) as stalled,
+        ):
             assert host.welcome["host"] == host.pid
             stalled_pid = (await recv_message(stalled))["pid"]
 
@@ -153,8 +160,7 @@ async def test_a_client_that_reads_again_after_stalling_gets_a_snap_and_continue
 
             flood = asyncio.create_task(flood_room_state())
             try:
-                await wait_figures(http, room_id, stalled_pid,
-                                   lambda f: f["skipped_states"] > 0)
+                await wait_figures(http, room_id, stalled_pid, lambda f: f["skipped_states"] > 0)
             finally:
                 flood.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -182,10 +188,12 @@ async def test_a_client_that_reads_again_after_stalling_gets_a_snap_and_continue
 
 async def test_a_reliable_queue_overflow_closes_4011_and_counts_as_a_drop(servers, room_id):
     server = servers.get(reliable_queue_messages=16)
-    async with httpx.AsyncClient(base_url=server.http, headers=server.admin_headers()) as http, \
-            await connect(server.ws, room_id) as sender, \
-            await connect(server.ws, room_id) as observer, \
-            stalled_connection(server.ws, room_id) as stalled:
+    async with (
+        httpx.AsyncClient(base_url=server.http, headers=server.admin_headers()) as http,
+        await connect(server.ws, room_id) as sender,
+        await connect(server.ws, room_id) as observer,
+        stalled_connection(server.ws, room_id) as stalled,
+    ):
         stalled_pid = (await recv_message(stalled))["pid"]
         await observer.wait_for("join", where=lambda j: j["pid"] == stalled_pid)
 

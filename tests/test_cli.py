@@ -18,13 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m server.cli`` with no ``TICKRELAY_*`` variable but those given."""
+    """Run ``python -m tickrelay.server.cli`` with no ``TICKRELAY_*`` variable but those given."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKRELAY_")}
     # --port 0 in the serve tests: should a refused setting start a server after all, it
     # must not take a fixed port; the timeout then ends it and the test fails.
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=30,
+        [sys.executable, "-m", "tickrelay.server.cli", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -90,7 +94,7 @@ def test_token_without_a_secret_fails_with_a_clear_message():
 
 
 def test_serve_freezes_the_startup_objects_out_of_full_collections() -> None:
-    from server.cli import freeze_startup_objects
+    from tickrelay.server.cli import freeze_startup_objects
 
     before = gc.get_freeze_count()
     try:

@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from client.urls import backoff_delays, build_url
+from tickrelay.client.urls import backoff_delays, build_url
 
 
 def _query(url: str) -> dict[str, list[str]]:

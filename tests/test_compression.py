@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from client import connect
 from tests.conftest import state_until
+from tickrelay.client import connect
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,10 @@ async def test_deflate_is_not_negotiated_by_default(server, room_id):
 
 async def test_a_compressed_room_relays_inputs_events_and_leaves(deflate_server, room_id):
     ws = deflate_server.ws
-    async with await connect(ws, room_id, compression="deflate") as alice, \
-            await connect(ws, room_id, compression="deflate", codec="json") as bob:
+    async with (
+        await connect(ws, room_id, compression="deflate") as alice,
+        await connect(ws, room_id, compression="deflate", codec="json") as bob,
+    ):
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         await bob.send_input({"x": 3})
         await state_until(alice, lambda mirror: mirror.players.get(bob.pid) == {"x": 3})

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from client import ConnectRefused, connect
 from tests.conftest import state_until
+from tickrelay.client import ConnectRefused, connect
 
 RATE = 20  # the server's default tick rate: one simulation step per tick
 FAST = {"speed": 100}  # 5 arena units per step: a chase across the arena takes about 1 s
@@ -18,13 +18,16 @@ FAST = {"speed": 100}  # 5 arena units per step: a chase across the arena takes 
 
 @pytest.fixture(scope="module")
 def tag_server(servers):
-    return servers.get(logic_modules=["examples.tag"])
+    return servers.get(logic_modules=["tickrelay.examples.tag"])
 
 
 async def create_tag_room(server, room_id: str, **meta: Any) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=server.http) as http:
-        response = await http.post("/rooms", json={"id": room_id, "logic": "tag", "meta": meta},
-                                   headers=server.admin_headers())
+        response = await http.post(
+            "/rooms",
+            json={"id": room_id, "logic": "tag", "meta": meta},
+            headers=server.admin_headers(),
+        )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -51,10 +54,13 @@ async def chase(hunter, target_pid: str, timeout: float = 10.0) -> None:
 
 # Joining ----------------------------------------------------------------------------------
 
+
 async def test_players_spawn_at_fixed_slots_and_the_first_is_it(tag_server, room_id):
     await create_tag_room(tag_server, room_id)
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob:
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+    ):
         snap = await bob.wait_for("snap")
         assert snap["s"]["players"] == {
             alice.pid: {"x": 10.0, "y": 10.0, "dir": [0, 0]},
@@ -62,7 +68,10 @@ async def test_players_spawn_at_fixed_slots_and_the_first_is_it(tag_server, room
         }
         room = snap["s"]["room"]
         assert (room["it"], room["arena"], room["scores"]) == (
-            alice.pid, [100.0, 100.0], {alice.pid: 0, bob.pid: 0})
+            alice.pid,
+            [100.0, 100.0],
+            {alice.pid: 0, bob.pid: 0},
+        )
 
 
 async def test_joining_a_closed_game_is_refused_with_4003(tag_server, room_id):
@@ -95,10 +104,13 @@ async def test_matchmake_finds_or_creates_a_tag_room(tag_server, room_id):
 
 # Movement ---------------------------------------------------------------------------------
 
+
 async def test_intent_moves_the_player_at_fixed_speed_and_nobody_else(tag_server, room_id):
     await create_tag_room(tag_server, room_id, speed=20)  # 1 unit per step
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob:
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+    ):
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         await alice.send_input({"dir": [1, 0]})
         await state_until(alice, lambda mirror: mirror.players[alice.pid]["x"] >= 15)
@@ -153,8 +165,10 @@ async def test_arena_bounds_hold(tag_server, room_id):
         corners = {(p["x"], p["y"]) for p in mirror.players.values()}
         return corners == {(0.0, 0.0), (100.0, 100.0)}
 
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob:
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+    ):
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         await alice.send_input({"dir": [-1, -1]})
         await bob.send_input({"dir": [1, 1]})
@@ -164,33 +178,46 @@ async def test_arena_bounds_hold(tag_server, room_id):
 
 # Tagging ----------------------------------------------------------------------------------
 
+
 async def test_it_tags_the_player_it_catches_and_the_room_records_it(tag_server, room_id):
     await create_tag_room(tag_server, room_id, **FAST)
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob:
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+    ):
         await chase(alice, bob.pid)
         room = alice.mirror.room
         assert (room["it"], room["tags"], room["scores"]) == (
-            bob.pid, 1, {alice.pid: 1, bob.pid: 0})
+            bob.pid,
+            1,
+            {alice.pid: 1, bob.pid: 0},
+        )
         assert position(alice, bob.pid) == (90.0, 90.0)  # bob never moved: no intent
 
 
 async def test_tag_is_announced_by_an_event_from_the_server(tag_server, room_id):
     await create_tag_room(tag_server, room_id, **FAST)
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob:
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+    ):
         await chase(alice, bob.pid)
         event = await bob.wait_for("event")
         assert event["from"] is None
         assert {k: event["d"][k] for k in ("type", "by", "it")} == {
-            "type": "tag", "by": alice.pid, "it": bob.pid}
+            "type": "tag",
+            "by": alice.pid,
+            "it": bob.pid,
+        }
 
 
 async def test_tag_back_waits_for_the_cooldown(tag_server, room_id):
     """Everyone is always in range: alice tags bob at once, bob tags back after the cooldown."""
     await create_tag_room(tag_server, room_id, radius=1000, cooldown=0.5)
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob:
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+    ):
         first = await alice.wait_for("event")
         back = await alice.wait_for("event")
     assert (first["d"]["by"], first["d"]["it"]) == (alice.pid, bob.pid)
@@ -200,11 +227,14 @@ async def test_tag_back_waits_for_the_cooldown(tag_server, room_id):
 
 async def test_it_passes_to_the_earliest_remaining_player_when_it_leaves(tag_server, room_id):
     await create_tag_room(tag_server, room_id)
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob, \
-            await connect(tag_server.ws, room_id) as carol:
-        await state_until(carol, lambda mirror: mirror.room.get("it") == alice.pid
-                          and len(mirror.players) == 3)
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+        await connect(tag_server.ws, room_id) as carol,
+    ):
+        await state_until(
+            carol, lambda mirror: mirror.room.get("it") == alice.pid and len(mirror.players) == 3
+        )
         await alice.leave()
         await state_until(carol, lambda mirror: alice.pid not in mirror.players)
         await state_until(carol, lambda mirror: mirror.room.get("it") == bob.pid)
@@ -213,12 +243,18 @@ async def test_it_passes_to_the_earliest_remaining_player_when_it_leaves(tag_ser
 
 # Events -----------------------------------------------------------------------------------
 
+
 async def test_cheat_event_is_not_relayed_but_a_taunt_is(tag_server, room_id):
     await create_tag_room(tag_server, room_id)
-    async with await connect(tag_server.ws, room_id) as alice, \
-            await connect(tag_server.ws, room_id) as bob:
+    async with (
+        await connect(tag_server.ws, room_id) as alice,
+        await connect(tag_server.ws, room_id) as bob,
+    ):
         await alice.send_event({"type": "cheat", "x": 90, "y": 90})
         await alice.send_event({"type": "taunt", "text": "too slow"})
         event = await bob.wait_for("event")  # events are ordered: the cheat would be first
-        assert event == {"t": "event", "from": alice.pid,
-                         "d": {"type": "taunt", "text": "too slow"}}
+        assert event == {
+            "t": "event",
+            "from": alice.pid,
+            "d": {"type": "taunt", "text": "too slow"},
+        }

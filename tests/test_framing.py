@@ -8,13 +8,14 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.framing import Kind, read_frame
+from tickrelay.server.framing import Kind, read_frame
 
 MAX = 65536
 
 
-def client_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True,
-                 rsv: int = 0) -> bytes:
+def client_frame(
+    opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0
+) -> bytes:
     first = (0x80 if fin else 0) | rsv | opcode
     size = len(payload)
     if size < 126:

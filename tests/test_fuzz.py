@@ -20,9 +20,9 @@ import httpx
 import msgpack
 import pytest
 
-from client import ClientClosed, RoomClient, connect
-from protocol import apply_patch
 from tests.conftest import state_until
+from tickrelay.client import ClientClosed, RoomClient, connect
+from tickrelay.protocol import apply_patch
 
 SEED = 20240611
 FRAMES = 500
@@ -156,8 +156,22 @@ def expect_frame(codec: str, frame: bytes | str, bar: int) -> tuple[Outcome, int
 
 
 def wrong_values(codec: str) -> list[Any]:
-    values: list[Any] = [None, [1, "a"], {"k": 1}, "str", "", 1.5, 2.0, True, 0, -1,
-                         float("nan"), float("inf"), nested(64), {"n": [[{"m": 1}]]}]
+    values: list[Any] = [
+        None,
+        [1, "a"],
+        {"k": 1},
+        "str",
+        "",
+        1.5,
+        2.0,
+        True,
+        0,
+        -1,
+        float("nan"),
+        float("inf"),
+        nested(64),
+        {"n": [[{"m": 1}]]},
+    ]
     if codec == "msgpack":
         values += [2**64 - 1, -(2**63), b"\x00bytes", [b""]]
     else:
@@ -190,8 +204,17 @@ def random_text(rng: random.Random) -> str:
 def make_frame(rng: random.Random, codec: str, seq: int, target: str) -> tuple[str, bytes | str]:
     """One hostile (or now and then valid) frame for an attacker speaking ``codec``."""
     kind = rng.choices(
-        ["field", "drop", "random", "truncated", "huge-header", "deep", "oversize",
-         "wrong-kind", "valid"],
+        [
+            "field",
+            "drop",
+            "random",
+            "truncated",
+            "huge-header",
+            "deep",
+            "oversize",
+            "wrong-kind",
+            "valid",
+        ],
         weights=[40, 6, 14, 12, 6, 5, 2, 5, 10],
     )[0]
     message = rng.choice(templates(seq, target))
@@ -275,8 +298,9 @@ class Attacker:
 
     async def ready(self, codec: str) -> RoomClient:
         client = self.client
-        if client is not None and (client.closed or codec != self.codec
-                                   or self.sent >= ROTATE_AFTER):
+        if client is not None and (
+            client.closed or codec != self.codec or self.sent >= ROTATE_AFTER
+        ):
             if not client.closed:
                 assert await client.leave() == 1000
             client = None
@@ -302,8 +326,16 @@ class Player:
 
     async def play(self) -> None:
         rng = self.rng
-        value = rng.choice([rng.randrange(-1000, 1000), rng.random(), None, "s" * rng.randrange(5),
-                            [rng.randrange(9)] * rng.randrange(3), {"a": {"b": rng.random()}}])
+        value = rng.choice(
+            [
+                rng.randrange(-1000, 1000),
+                rng.random(),
+                None,
+                "s" * rng.randrange(5),
+                [rng.randrange(9)] * rng.randrange(3),
+                {"a": {"b": rng.random()}},
+            ]
+        )
         patch = {f"k{rng.randrange(6)}": value, "turn": self.client.seq + 1}
         self.expected = apply_patch(self.expected, patch)
         await self.client.send_input(patch)
@@ -312,18 +344,24 @@ class Player:
 async def in_sync(players: list[Player]) -> None:
     """Every player's mirror holds every player's latest ack and exactly its sent state."""
     for player in players:
-        await state_until(player.client, lambda mirror: all(
-            mirror.acks.get(p.client.pid) == p.client.seq for p in players))
+        await state_until(
+            player.client,
+            lambda mirror: all(mirror.acks.get(p.client.pid) == p.client.seq for p in players),
+        )
         for other in players:
             assert player.client.mirror.players[other.client.pid] == other.expected
 
 
 async def test_hostile_frames_get_their_answer_while_the_room_plays_on(server, room_id):
     rng = random.Random(SEED)
-    async with await connect(server.ws, room_id) as alice_client, \
-            await connect(server.ws, room_id, codec="json") as bob_client:
-        players = [Player(alice_client, random.Random(rng.random())),
-                   Player(bob_client, random.Random(rng.random()))]
+    async with (
+        await connect(server.ws, room_id) as alice_client,
+        await connect(server.ws, room_id, codec="json") as bob_client,
+    ):
+        players = [
+            Player(alice_client, random.Random(rng.random())),
+            Player(bob_client, random.Random(rng.random())),
+        ]
         error_leaves: set[str] = set()
 
         def watch(msg: dict[str, Any]) -> None:
@@ -338,8 +376,9 @@ async def test_hostile_frames_get_their_answer_while_the_room_plays_on(server, r
         try:
             for index, (codec, seed) in enumerate(fuzz_plan(rng)):
                 client = await attacker.ready(codec)
-                kind, frame = make_frame(random.Random(seed), codec, attacker.bar + 1,
-                                         alice_client.pid)
+                kind, frame = make_frame(
+                    random.Random(seed), codec, attacker.bar + 1, alice_client.pid
+                )
                 kinds.add(kind)
                 expected, bar = expect_frame(codec, frame, attacker.bar)
                 await client.send_raw(frame)
@@ -388,10 +427,15 @@ async def test_server_keeps_serving_after_hostile_frames(server, room_id):
 
 @pytest.mark.parametrize("header", HUGE_HEADERS, ids=[h[:6].hex() for h in HUGE_HEADERS])
 async def test_msgpack_header_declaring_a_huge_length_closes_4000(server, room_id, header):
-    async with await connect(server.ws, room_id) as watcher, \
-            await connect(server.ws, room_id) as attacker:
+    async with (
+        await connect(server.ws, room_id) as watcher,
+        await connect(server.ws, room_id) as attacker,
+    ):
         await state_until(watcher, lambda mirror: attacker.pid in mirror.players)
         await attacker.send_raw(header)
         assert await attacker.wait_closed() == 4000
-        assert await watcher.wait_for("leave") == {"t": "leave", "pid": attacker.pid,
-                                                   "reason": "error"}
+        assert await watcher.wait_for("leave") == {
+            "t": "leave",
+            "pid": attacker.pid,
+            "reason": "error",
+        }

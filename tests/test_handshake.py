@@ -10,8 +10,8 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from client import ConnectRefused, connect
-from protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, codec_for
+from tickrelay.client import ConnectRefused, connect
+from tickrelay.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, codec_for
 
 GOOD_ORIGIN = "http://good.example"
 
@@ -222,8 +222,10 @@ async def test_spectator_beyond_max_spectators_is_closed_4009(server, room_id):
 
 async def test_spectator_joins_a_room_whose_seats_are_full(server, room_id):
     await create_room(server, room_id, max_players=1)
-    async with await connect(server.ws, room_id), \
-            await connect(server.ws, room_id, spectate=True) as spectator:
+    async with (
+        await connect(server.ws, room_id),
+        await connect(server.ws, room_id, spectate=True) as spectator,
+    ):
         assert spectator.welcome["spectator"] is True
 
 
@@ -285,15 +287,13 @@ async def wait_until_idle(server) -> None:
 
 async def test_connection_beyond_the_bound_is_closed_1013(bounded_server, room_id):
     await wait_until_idle(bounded_server)
-    async with await connect(bounded_server.ws, room_id), \
-            await connect(bounded_server.ws, room_id):
+    async with await connect(bounded_server.ws, room_id), await connect(bounded_server.ws, room_id):
         assert_closed_with(await refusal(bounded_server.ws, room_id), 1013)
 
 
 async def test_connection_bound_is_checked_before_the_room_id(bounded_server, room_id):
     await wait_until_idle(bounded_server)
-    async with await connect(bounded_server.ws, room_id), \
-            await connect(bounded_server.ws, room_id):
+    async with await connect(bounded_server.ws, room_id), await connect(bounded_server.ws, room_id):
         assert_closed_with(await refusal(bounded_server.ws, "bad.id"), 1013)
 
 

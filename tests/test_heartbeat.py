@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from client import connect
+from tickrelay.client import connect
 
 INTERVAL = 0.5
 TIMEOUT = 1.0
@@ -47,10 +47,8 @@ async def mute_peer(port: int, room_id: str) -> AsyncIterator[None]:
             await writer.wait_closed()
 
 
-async def test_a_peer_that_does_not_answer_pings_is_dropped_into_resume_grace(
-        beating, room_id):
-    async with await connect(beating.ws, room_id) as alice, \
-            mute_peer(beating.port, room_id):
+async def test_a_peer_that_does_not_answer_pings_is_dropped_into_resume_grace(beating, room_id):
+    async with await connect(beating.ws, room_id) as alice, mute_peer(beating.port, room_id):
         join = await alice.wait_for("join")
         gone = await alice.wait_for(
             where=lambda msg: msg["t"] in ("away", "leave") and msg["pid"] == join["pid"],
@@ -60,8 +58,10 @@ async def test_a_peer_that_does_not_answer_pings_is_dropped_into_resume_grace(
 
 
 async def test_a_client_that_answers_pings_stays_connected(beating, room_id):
-    async with await connect(beating.ws, room_id) as alice, \
-            await connect(beating.ws, room_id) as bob:
+    async with (
+        await connect(beating.ws, room_id) as alice,
+        await connect(beating.ws, room_id) as bob,
+    ):
         await asyncio.sleep(5 * INTERVAL)  # several pings, each answered within the timeout
         assert alice.connected and bob.connected
         await alice.ping()

@@ -10,11 +10,21 @@ from typing import Any
 import httpx
 import pytest
 
-from client import ConnectRefused, connect
 from tests.conftest import ADMIN
+from tickrelay.client import ConnectRefused, connect
 
-DESCRIPTION_KEYS = {"id", "players", "spectators", "max_players", "max_spectators",
-                    "tick_rate", "tick", "private", "logic", "meta"}
+DESCRIPTION_KEYS = {
+    "id",
+    "players",
+    "spectators",
+    "max_players",
+    "max_spectators",
+    "tick_rate",
+    "tick",
+    "private",
+    "logic",
+    "meta",
+}
 NO_AUTH: dict[str, str] = {}
 WRONG_AUTH = {"Authorization": "Bearer not-the-admin-token"}
 
@@ -39,6 +49,7 @@ async def create(http: httpx.AsyncClient, admin: dict[str, str], **body: Any) ->
 
 # Health ------------------------------------------------------------------------------------
 
+
 async def test_healthz_is_200(http):
     assert (await http.get("/healthz")).status_code == 200
 
@@ -49,6 +60,7 @@ async def test_readyz_is_200_while_accepting_players(http):
 
 # POST /rooms -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("headers", [NO_AUTH, WRONG_AUTH], ids=["no-token", "wrong-token"])
 async def test_create_room_without_the_admin_token_is_401(http, room_id, headers):
     response = await http.post("/rooms", json={"id": room_id}, headers=headers)
@@ -57,8 +69,15 @@ async def test_create_room_without_the_admin_token_is_401(http, room_id, headers
 
 
 async def test_create_room_answers_201_with_the_room_description(http, admin, room_id):
-    body = {"id": room_id, "tick_rate": 30, "max_players": 3, "max_spectators": 2,
-            "private": True, "logic": "relay", "meta": {"mode": "duel", "level": 3}}
+    body = {
+        "id": room_id,
+        "tick_rate": 30,
+        "max_players": 3,
+        "max_spectators": 2,
+        "private": True,
+        "logic": "relay",
+        "meta": {"mode": "duel", "level": 3},
+    }
     response = await http.post("/rooms", json=body, headers=admin)
     assert response.status_code == 201
     described = response.json()
@@ -70,10 +89,17 @@ async def test_create_room_answers_201_with_the_room_description(http, admin, ro
 
 async def test_create_room_with_defaults_describes_the_contract_defaults(http, admin, room_id):
     described = await create(http, admin, id=room_id)
-    assert {k: described[k] for k in ("tick_rate", "max_players", "max_spectators", "private",
-                                      "logic", "meta")} == {
-        "tick_rate": 20, "max_players": 16, "max_spectators": 64, "private": False,
-        "logic": "relay", "meta": {}}
+    assert {
+        k: described[k]
+        for k in ("tick_rate", "max_players", "max_spectators", "private", "logic", "meta")
+    } == {
+        "tick_rate": 20,
+        "max_players": 16,
+        "max_spectators": 64,
+        "private": False,
+        "logic": "relay",
+        "meta": {},
+    }
 
 
 async def test_create_room_without_an_id_generates_one(http, admin):
@@ -92,7 +118,8 @@ async def test_create_room_with_an_existing_id_is_409(http, admin, room_id):
 
 
 async def test_create_room_with_the_id_of_a_room_created_by_a_join_is_409(
-        server, http, admin, room_id):
+    server, http, admin, room_id
+):
     async with await connect(server.ws, room_id):
         response = await http.post("/rooms", json={"id": room_id}, headers=admin)
     assert response.status_code == 409
@@ -166,19 +193,21 @@ async def test_created_room_uses_its_max_players(server, http, admin, room_id):
 
 # GET /rooms, GET /rooms/{id} ---------------------------------------------------------------
 
-async def test_list_rooms_shows_public_rooms_with_their_player_counts(
-        server, http, admin, room_id):
+
+async def test_list_rooms_shows_public_rooms_with_their_player_counts(server, http, admin, room_id):
     await create(http, admin, id=room_id)
-    async with await connect(server.ws, room_id), await connect(server.ws, room_id), \
-            await connect(server.ws, room_id, spectate=True):
+    async with (
+        await connect(server.ws, room_id),
+        await connect(server.ws, room_id),
+        await connect(server.ws, room_id, spectate=True),
+    ):
         rooms = {room["id"]: room for room in (await http.get("/rooms")).json()}
     assert set(rooms[room_id]) == DESCRIPTION_KEYS
     assert (rooms[room_id]["players"], rooms[room_id]["spectators"]) == (2, 1)
 
 
 async def test_list_rooms_counts_away_players(server, http, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await bob.close()  # a drop: bob keeps his seat for the resume grace
         await alice.wait_for("away")
         [room] = [r for r in (await http.get("/rooms")).json() if r["id"] == room_id]
@@ -198,8 +227,9 @@ async def test_get_room_describes_a_private_room(http, admin, room_id):
     assert response.status_code == 200
     described = response.json()
     assert described["private"] is True
-    assert {k: v for k, v in described.items() if k != "tick"} == \
-        {k: v for k, v in created.items() if k != "tick"}
+    assert {k: v for k, v in described.items() if k != "tick"} == {
+        k: v for k, v in created.items() if k != "tick"
+    }
 
 
 async def test_get_room_of_an_unknown_id_is_404(http, room_id):
@@ -207,6 +237,7 @@ async def test_get_room_of_an_unknown_id_is_404(http, room_id):
 
 
 # POST /matchmake ---------------------------------------------------------------------------
+
 
 async def test_matchmake_answers_a_room_and_its_path(http, room_id):
     response = await http.post("/matchmake", json={"meta": {"mode": room_id}})
@@ -216,7 +247,8 @@ async def test_matchmake_answers_a_room_and_its_path(http, room_id):
 
 
 async def test_matchmake_picks_the_fullest_public_room_with_a_free_seat(
-        server, http, admin, room_id):
+    server, http, admin, room_id
+):
     meta = {"mode": room_id}
     rooms = {
         "one": {"max_players": 4, "meta": meta, "joins": 1},
@@ -263,19 +295,20 @@ async def test_matchmake_creates_a_public_room_with_the_meta_when_none_fits(http
     response = await http.post("/matchmake", json={"meta": meta})
     new_id = response.json()["room"]
     described = (await http.get(f"/rooms/{new_id}")).json()
-    assert (described["meta"], described["private"], described["logic"]) == \
-        (meta, False, "relay")
+    assert (described["meta"], described["private"], described["logic"]) == (meta, False, "relay")
     again = await http.post("/matchmake", json={"meta": meta})
     assert again.json()["room"] == new_id
 
 
 async def test_matchmake_with_an_unknown_logic_is_422(http, room_id):
-    response = await http.post("/matchmake", json={"logic": "no-such-logic",
-                                                    "meta": {"mode": room_id}})
+    response = await http.post(
+        "/matchmake", json={"logic": "no-such-logic", "meta": {"mode": room_id}}
+    )
     assert response.status_code == 422
 
 
 # DELETE /rooms/{id} ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("headers", [NO_AUTH, WRONG_AUTH], ids=["no-token", "wrong-token"])
 async def test_delete_room_without_the_admin_token_is_401(http, admin, room_id, headers):
@@ -289,8 +322,10 @@ async def test_delete_unknown_room_is_404(http, admin, room_id):
 
 
 async def test_delete_room_is_204_and_closes_its_members_with_4004(server, http, admin, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         response = await http.delete(f"/rooms/{room_id}", headers=admin)
         assert response.status_code == 204
         assert await alice.wait_closed() == 4004
@@ -300,11 +335,13 @@ async def test_delete_room_is_204_and_closes_its_members_with_4004(server, http,
 
 # POST /rooms/{id}/kick ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("headers", [NO_AUTH, WRONG_AUTH], ids=["no-token", "wrong-token"])
 async def test_kick_without_the_admin_token_is_401(server, http, room_id, headers):
     async with await connect(server.ws, room_id) as alice:
-        response = await http.post(f"/rooms/{room_id}/kick", json={"pid": alice.pid},
-                                   headers=headers)
+        response = await http.post(
+            f"/rooms/{room_id}/kick", json={"pid": alice.pid}, headers=headers
+        )
         assert response.status_code == 401
         await alice.ping()
         assert alice.connected
@@ -317,17 +354,15 @@ async def test_kick_in_an_unknown_room_is_404(http, admin, room_id):
 
 async def test_kick_of_an_unknown_pid_is_404(server, http, admin, room_id):
     async with await connect(server.ws, room_id):
-        response = await http.post(f"/rooms/{room_id}/kick", json={"pid": "nobody"},
-                                   headers=admin)
+        response = await http.post(f"/rooms/{room_id}/kick", json={"pid": "nobody"}, headers=admin)
     assert response.status_code == 404
 
 
 async def test_kick_is_204_closes_the_player_4013_and_others_get_leave_kicked(
-        server, http, admin, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
-        response = await http.post(f"/rooms/{room_id}/kick", json={"pid": bob.pid},
-                                   headers=admin)
+    server, http, admin, room_id
+):
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
+        response = await http.post(f"/rooms/{room_id}/kick", json={"pid": bob.pid}, headers=admin)
         assert response.status_code == 204
         assert await bob.wait_closed() == 4013
         leave = await alice.wait_for("leave")
@@ -335,6 +370,7 @@ async def test_kick_is_204_closes_the_player_4013_and_others_get_leave_kicked(
 
 
 # Without an admin token configured ---------------------------------------------------------
+
 
 @pytest.fixture
 async def open_http(servers) -> AsyncIterator[httpx.AsyncClient]:
@@ -350,7 +386,8 @@ async def test_without_an_admin_token_configured_anyone_may_create_rooms(open_ht
 
 @pytest.mark.parametrize("headers", [NO_AUTH, WRONG_AUTH], ids=["no-token", "some-token"])
 async def test_without_an_admin_token_configured_delete_and_kick_are_always_401(
-        open_http, room_id, headers):
+    open_http, room_id, headers
+):
     assert (await open_http.post("/rooms", json={"id": room_id})).status_code == 201
     kick = await open_http.post(f"/rooms/{room_id}/kick", json={"pid": "x"}, headers=headers)
     delete = await open_http.delete(f"/rooms/{room_id}", headers=headers)
@@ -360,11 +397,13 @@ async def test_without_an_admin_token_configured_delete_and_kick_are_always_401(
 
 # Idle disposal -----------------------------------------------------------------------------
 
+
 async def test_a_created_room_nobody_joins_is_disposed_after_the_idle_timeout(servers, room_id):
     server = servers.get(idle_timeout=1.0)
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        response = await http.post("/rooms", json={"id": room_id},
-                                   headers={"Authorization": f"Bearer {ADMIN}"})
+        response = await http.post(
+            "/rooms", json={"id": room_id}, headers={"Authorization": f"Bearer {ADMIN}"}
+        )
         assert response.status_code == 201
         async with asyncio.timeout(5):
             while (await http.get(f"/rooms/{room_id}")).status_code == 200:

@@ -3,7 +3,7 @@
 Runs the CLI as a user would (a subprocess), briefly and small, and checks the JSON report
 holds sane figures and the plot is a PNG. The `floor` baseline needs nothing but this
 package, so these tests work whatever state the tickrelay server is in; the tickrelay
-variant runs when `server.cli` imports.
+variant runs when `tickrelay.server.cli` imports.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from loadtest.servers import REPO_ROOT, SERVERS, ServerProcess, free_port, reachable
+from tickrelay.loadtest.servers import REPO_ROOT, SERVERS, ServerProcess, free_port, reachable
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECRET = "loadtest-secret-that-is-long-enough-for-hs256"
@@ -48,9 +48,28 @@ def floor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def run_cli(url: str, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], bytes, str]:
     report, plot = tmp_path / "report.json", tmp_path / "plot.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "loadtest.cli", url, "--duration", "2", "--warmup", "0.5",
-         "--ramp-up", "50", "--json", str(report), "--plot", str(plot), "--quiet", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tickrelay.loadtest.cli",
+            url,
+            "--duration",
+            "2",
+            "--warmup",
+            "0.5",
+            "--ramp-up",
+            "50",
+            "--json",
+            str(report),
+            "--plot",
+            str(plot),
+            "--quiet",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     data = json.loads(report.read_text()) if report.exists() else {}
     png = plot.read_bytes() if plot.exists() else b""
@@ -74,8 +93,9 @@ def assert_sane(report: dict[str, Any], planned: int) -> None:
 
 
 def test_players_against_floor(floor: ServerProcess, tmp_path: Path) -> None:
-    rc, report, png, out = run_cli(f"ws://127.0.0.1:{floor.port}", tmp_path,
-                                   "--rooms", "2", "--players", "3")
+    rc, report, png, out = run_cli(
+        f"ws://127.0.0.1:{floor.port}", tmp_path, "--rooms", "2", "--players", "3"
+    )
     assert rc == 0, out
     assert_sane(report, planned=6)
     # floor ticks at 20 Hz and every player moves each tick: ~20 states per client-second
@@ -87,9 +107,24 @@ def test_json_codec_spectators_slow_and_churn_against_floor(
     floor: ServerProcess, tmp_path: Path
 ) -> None:
     rc, report, png, out = run_cli(
-        f"ws://127.0.0.1:{floor.port}", tmp_path, "--rooms", "1", "--players", "4",
-        "--spectators", "1", "--codec", "json", "--churn", "5", "--slow-fraction", "0.25",
-        "--slow-mode", "rate", "--slow-rate", "1000",
+        f"ws://127.0.0.1:{floor.port}",
+        tmp_path,
+        "--rooms",
+        "1",
+        "--players",
+        "4",
+        "--spectators",
+        "1",
+        "--codec",
+        "json",
+        "--churn",
+        "5",
+        "--slow-fraction",
+        "0.25",
+        "--slow-mode",
+        "rate",
+        "--slow-rate",
+        "1000",
     )
     assert rc == 0, out
     c = report["connections"]
@@ -118,8 +153,17 @@ def test_players_against_tickrelay_with_auth(tmp_path: Path) -> None:
     server = start("tickrelay", tmp_path, env={"TICKRELAY_AUTH_SECRET": SECRET})
     try:
         rc, report, png, out = run_cli(
-            f"ws://127.0.0.1:{server.port}", tmp_path, "--rooms", "2", "--players", "2",
-            "--secret", SECRET, "--token-rooms", "--churn", "1",
+            f"ws://127.0.0.1:{server.port}",
+            tmp_path,
+            "--rooms",
+            "2",
+            "--players",
+            "2",
+            "--secret",
+            SECRET,
+            "--token-rooms",
+            "--churn",
+            "1",
         )
     finally:
         server.stop()
@@ -133,10 +177,29 @@ def test_players_against_tickrelay_with_auth(tmp_path: Path) -> None:
 def test_bench_runs_end_to_end_and_regenerates_its_doc(tmp_path: Path) -> None:
     doc = tmp_path / "docs" / "PERFORMANCE.md"
     command = [
-        sys.executable, "-m", "loadtest.cli", "bench", "--servers", "floor,tickrelay",
-        "--loads", "1,2", "--players", "2", "--measure", "1", "--warmup", "0.5",
-        "--scenarios", "none", "--no-pin", "--workers", "1",
-        "--out-dir", str(tmp_path / "out"), "--doc", str(doc),
+        sys.executable,
+        "-m",
+        "tickrelay.loadtest.cli",
+        "bench",
+        "--servers",
+        "floor,tickrelay",
+        "--loads",
+        "1,2",
+        "--players",
+        "2",
+        "--measure",
+        "1",
+        "--warmup",
+        "0.5",
+        "--scenarios",
+        "none",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--doc",
+        str(doc),
     ]
     done = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180, check=False

@@ -11,19 +11,19 @@ import jwt
 import msgpack
 import pytest
 
-from loadtest.bench import median_row
-from loadtest.benchdoc import LIMITS_END, LIMITS_START, _ratio_cell, write_doc
-from loadtest.config import LoadConfig, SlowConfig
-from loadtest.frames import SharedDecoder, decoder, input_encoder
-from loadtest.interval import IntervalStats
-from loadtest.metrics import parse_tick_lag_p99
-from loadtest.plan import plan_seats, slow_indices
-from loadtest.profile_groups import group_samples
-from loadtest.report import driver_verdict
-from loadtest.runner import RunResult
-from loadtest.stats import Histogram, bucket_bounds, bucket_index, percentile
-from loadtest.tracking import AckTracker, StateTracker
-from loadtest.wsclient import WsConnection, accept_key, apply_mask, frame_header
+from tickrelay.loadtest.bench import median_row
+from tickrelay.loadtest.benchdoc import LIMITS_END, LIMITS_START, _ratio_cell, write_doc
+from tickrelay.loadtest.config import LoadConfig, SlowConfig
+from tickrelay.loadtest.frames import SharedDecoder, decoder, input_encoder
+from tickrelay.loadtest.interval import IntervalStats
+from tickrelay.loadtest.metrics import parse_tick_lag_p99
+from tickrelay.loadtest.plan import plan_seats, slow_indices
+from tickrelay.loadtest.profile_groups import group_samples
+from tickrelay.loadtest.report import driver_verdict
+from tickrelay.loadtest.runner import RunResult
+from tickrelay.loadtest.stats import Histogram, bucket_bounds, bucket_index, percentile
+from tickrelay.loadtest.tracking import AckTracker, StateTracker
+from tickrelay.loadtest.wsclient import WsConnection, accept_key, apply_mask, frame_header
 
 # -- percentiles and histograms --------------------------------------------------------------
 
@@ -79,8 +79,14 @@ def test_histogram_merge_and_roundtrip() -> None:
     merged = Histogram.merged([a, Histogram.from_dict(json.loads(json.dumps(b.to_dict())))])
     assert merged.to_dict() == both.to_dict()
     assert merged.summary_ms((50, 99)) == both.summary_ms((50, 99))
-    assert Histogram().summary_ms() == {"count": 0, "mean": None, "p50": None, "p90": None,
-                                        "p99": None, "max": None}
+    assert Histogram().summary_ms() == {
+        "count": 0,
+        "mean": None,
+        "p50": None,
+        "p90": None,
+        "p99": None,
+        "max": None,
+    }
 
 
 def test_negative_durations_count_as_zero() -> None:
@@ -94,8 +100,7 @@ def test_negative_durations_count_as_zero() -> None:
 
 def snap(tick: int, acks: dict[str, int]) -> dict[str, Any]:
     players = {pid: {"x": 0} for pid in acks}
-    return {"t": "snap", "tick": tick, "st": 0, "s": {"players": players, "room": {}},
-            "acks": acks}
+    return {"t": "snap", "tick": tick, "st": 0, "s": {"players": players, "room": {}}, "acks": acks}
 
 
 def delta(tick: int, base: int, acks: dict[str, Any]) -> dict[str, Any]:
@@ -314,8 +319,13 @@ def test_frames_split_anywhere_are_reassembled() -> None:
         conn.data_received(stream[pos : pos + step])
         pos += step
     assert rec.opened == ["tickrelay.v1.msgpack"]
-    assert rec.messages == [(b"one", False), (b'{"t":"x"}', True), (big, False),
-                            (b"fragment", False), (b"x" * 300, False)]
+    assert rec.messages == [
+        (b"one", False),
+        (b'{"t":"x"}', True),
+        (big, False),
+        (b"fragment", False),
+        (b"x" * 300, False),
+    ]
     assert rec.nbytes == len(stream)
     assert [unmask_client_frame(f) for f in tr.written] == [(10, b"ping!")]  # the pong
 
@@ -354,8 +364,15 @@ def test_sending_after_close_is_a_no_op() -> None:
 
 
 def test_seats_split_across_workers_exactly_once() -> None:
-    cfg = LoadConfig(rooms=5, players=3, spectators=1, workers=3,
-                     slow=SlowConfig(fraction=0.2), secret="s" * 32, token_rooms=True)
+    cfg = LoadConfig(
+        rooms=5,
+        players=3,
+        spectators=1,
+        workers=3,
+        slow=SlowConfig(fraction=0.2),
+        secret="s" * 32,
+        token_rooms=True,
+    )
     seats = [s for w in range(3) for s in plan_seats(cfg, w)]
     assert sorted(s.index for s in seats) == list(range(20))
     assert sum(s.spectator for s in seats) == 5
@@ -378,8 +395,11 @@ def test_config_rejects_nonsense() -> None:
 @pytest.mark.parametrize(
     ("body", "ms"),
     [
-        ('# TYPE t summary\ntickrelay_tick_lag_seconds{quantile="0.5"} 0.001\n'
-         'tickrelay_tick_lag_seconds{quantile="0.99"} 0.0042\n', 4.2),
+        (
+            '# TYPE t summary\ntickrelay_tick_lag_seconds{quantile="0.5"} 0.001\n'
+            'tickrelay_tick_lag_seconds{quantile="0.99"} 0.0042\n',
+            4.2,
+        ),
         ("tick_lag_p99_ms 7\n", 7.0),
         ('{"tick_lag_ms": {"p50": 1, "p99": 3.5}}', 3.5),
         ('{"rooms": 3}', None),
@@ -409,26 +429,60 @@ def test_driver_verdict_flags_a_busy_driver_only() -> None:
 
 
 def test_doc_regeneration_keeps_the_limits_section(tmp_path: Path) -> None:
-    row = {"server": "floor", "rooms": 25, "players": 200, "msgs_per_s": 4000.0,
-           "server_cpu": 0.1, "cpu_us_per_msg": 25.0, "bytes_per_msg": 300.0,
-           "latency_p50_ms": 30.0, "latency_p99_ms": 50.0, "rss_mb": 30.0,
-           "rss_per_player_kb": 17.0, "tick_lag_p99_ms": None, "driver_bound": False,
-           "driver_reasons": [], "saturated": None}
-    out = {"command": "tickrelay-loadtest bench", "started_at": "2026-01-01T00:00:00",
-           "seconds": 1.0, "machine": {"cpu": "x", "cores": 2, "loadavg_before": [0, 0, 0],
-                                       "python": "3.11", "packages": {}, "pinning": "none"},
-           "options": {"players": 8, "rate": 20.0, "ramp": 10.0, "warmup": 2.0,
-                       "measure": 10.0, "saturation_cpu": 0.95, "saturation_p99_ms": 1000.0,
-                       "stall_warmup": 40.0},
-           "sweep": [row], "stall": [], "idle": [], "skipped": {"tickrelay": "not there"}}
+    row = {
+        "server": "floor",
+        "rooms": 25,
+        "players": 200,
+        "msgs_per_s": 4000.0,
+        "server_cpu": 0.1,
+        "cpu_us_per_msg": 25.0,
+        "bytes_per_msg": 300.0,
+        "latency_p50_ms": 30.0,
+        "latency_p99_ms": 50.0,
+        "rss_mb": 30.0,
+        "rss_per_player_kb": 17.0,
+        "tick_lag_p99_ms": None,
+        "driver_bound": False,
+        "driver_reasons": [],
+        "saturated": None,
+    }
+    out = {
+        "command": "tickrelay-loadtest bench",
+        "started_at": "2026-01-01T00:00:00",
+        "seconds": 1.0,
+        "machine": {
+            "cpu": "x",
+            "cores": 2,
+            "loadavg_before": [0, 0, 0],
+            "python": "3.11",
+            "packages": {},
+            "pinning": "none",
+        },
+        "options": {
+            "players": 8,
+            "rate": 20.0,
+            "ramp": 10.0,
+            "warmup": 2.0,
+            "measure": 10.0,
+            "saturation_cpu": 0.95,
+            "saturation_p99_ms": 1000.0,
+            "stall_warmup": 40.0,
+        },
+        "sweep": [row],
+        "stall": [],
+        "idle": [],
+        "skipped": {"tickrelay": "not there"},
+    }
     doc = tmp_path / "docs" / "PERFORMANCE.md"
     plot = tmp_path / "docs" / "perf" / "bench.png"
     write_doc(doc, out, plot)
     text = doc.read_text()
     assert "| floor | 25 | 200 | 4000 |" in text and "](perf/bench.png)" in text
     assert "tickrelay-loadtest bench" in text and "TODO" in text
-    filled = text.replace(text[text.index(LIMITS_START) : text.index(LIMITS_END)],
-                          f"{LIMITS_START}\nfloor: bound by frame writes.\n")
+    filled = text.replace(
+        text[text.index(LIMITS_START) : text.index(LIMITS_END)],
+        f"{LIMITS_START}\nfloor: bound by frame writes.\n",
+    )
     doc.write_text(filled)
     write_doc(doc, out, plot)
     again = doc.read_text()
@@ -436,8 +490,13 @@ def test_doc_regeneration_keeps_the_limits_section(tmp_path: Path) -> None:
 
 
 def _round(cpu: float | None, p99: float = 50.0, driver_bound: bool = False) -> dict[str, Any]:
-    return {"server": "s", "rooms": 25, "cpu_us_per_msg": cpu, "latency_p99_ms": p99,
-            "driver_bound": driver_bound}
+    return {
+        "server": "s",
+        "rooms": 25,
+        "cpu_us_per_msg": cpu,
+        "latency_p99_ms": p99,
+        "driver_bound": driver_bound,
+    }
 
 
 def test_a_repeated_step_keeps_the_median_round_and_every_rounds_figure() -> None:

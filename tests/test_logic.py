@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from client import ConnectRefused, connect
 from tests.conftest import state_until
+from tickrelay.client import ConnectRefused, connect
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,9 @@ def logic_server(servers):
     return servers.get(logic_modules=["tests.logic_fixtures"])
 
 
-async def create_room(server, room_id: str, logic: str | None,
-                      meta: dict[str, Any] | None = None) -> dict[str, Any]:
+async def create_room(
+    server, room_id: str, logic: str | None, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"id": room_id, "meta": meta or {}}
     if logic is not None:
         body["logic"] = logic
@@ -36,10 +37,12 @@ async def describe(server, room_id: str) -> dict[str, Any]:
 
 # on_create --------------------------------------------------------------------------------
 
+
 async def test_on_create_failure_answers_500_and_keeps_no_room(logic_server, room_id):
     async with httpx.AsyncClient(base_url=logic_server.http) as http:
         created = await http.post(
-            "/rooms", json={"id": room_id, "logic": "crash_on_create"},
+            "/rooms",
+            json={"id": room_id, "logic": "crash_on_create"},
             headers=logic_server.admin_headers(),
         )
         assert created.status_code == 500
@@ -48,6 +51,7 @@ async def test_on_create_failure_answers_500_and_keeps_no_room(logic_server, roo
 
 
 # on_join ----------------------------------------------------------------------------------
+
 
 async def test_on_join_refusal_closes_with_its_code_and_reason(logic_server, room_id):
     await create_room(logic_server, room_id, "one_seat")
@@ -79,23 +83,29 @@ async def test_on_join_failure_refuses_with_1011_and_the_room_goes_on(logic_serv
 
 
 async def test_state_returned_by_on_join_is_in_the_joining_players_first_snap(
-        logic_server, room_id):
+    logic_server, room_id
+):
     await create_room(logic_server, room_id, "spawner")
-    async with await connect(logic_server.ws, room_id) as alice, \
-            await connect(logic_server.ws, room_id) as bob:
+    async with (
+        await connect(logic_server.ws, room_id) as alice,
+        await connect(logic_server.ws, room_id) as bob,
+    ):
         snap = await bob.wait_for("snap")
         assert snap["s"]["players"] == {
-            alice.pid: {"hp": 100, "slot": 1}, bob.pid: {"hp": 100, "slot": 2},
+            alice.pid: {"hp": 100, "slot": 1},
+            bob.pid: {"hp": 100, "slot": 2},
         }
 
 
 # on_event ---------------------------------------------------------------------------------
 
-async def test_on_event_returning_false_keeps_the_event_from_being_relayed(
-        logic_server, room_id):
+
+async def test_on_event_returning_false_keeps_the_event_from_being_relayed(logic_server, room_id):
     await create_room(logic_server, room_id, "no_secrets")
-    async with await connect(logic_server.ws, room_id) as alice, \
-            await connect(logic_server.ws, room_id) as bob:
+    async with (
+        await connect(logic_server.ws, room_id) as alice,
+        await connect(logic_server.ws, room_id) as bob,
+    ):
         await alice.send_event({"secret": "plans"})
         await alice.send_event({"chat": "hello"})
         event = await bob.wait_for("event")  # events are ordered: the secret would be first
@@ -103,6 +113,7 @@ async def test_on_event_returning_false_keeps_the_event_from_being_relayed(
 
 
 # on_tick ----------------------------------------------------------------------------------
+
 
 async def test_on_tick_of_active_logic_changes_state_without_any_input(logic_server, room_id):
     await create_room(logic_server, room_id, "clock")
@@ -116,10 +127,13 @@ async def test_on_tick_of_active_logic_changes_state_without_any_input(logic_ser
 
 # on_leave ---------------------------------------------------------------------------------
 
+
 async def test_on_leave_is_called_with_left_after_a_leave(logic_server, room_id):
     await create_room(logic_server, room_id, "ledger")
-    async with await connect(logic_server.ws, room_id) as alice, \
-            await connect(logic_server.ws, room_id) as bob:
+    async with (
+        await connect(logic_server.ws, room_id) as alice,
+        await connect(logic_server.ws, room_id) as bob,
+    ):
         await bob.leave()
         await state_until(alice, lambda mirror: bob.pid in mirror.room.get("left", {}))
         assert alice.mirror.room["left"] == {bob.pid: "left"}
@@ -127,11 +141,16 @@ async def test_on_leave_is_called_with_left_after_a_leave(logic_server, room_id)
 
 async def test_on_leave_is_called_with_kicked_after_an_operator_kick(logic_server, room_id):
     await create_room(logic_server, room_id, "ledger")
-    async with await connect(logic_server.ws, room_id) as alice, \
-            await connect(logic_server.ws, room_id) as bob:
+    async with (
+        await connect(logic_server.ws, room_id) as alice,
+        await connect(logic_server.ws, room_id) as bob,
+    ):
         async with httpx.AsyncClient(base_url=logic_server.http) as http:
-            response = await http.post(f"/rooms/{room_id}/kick", json={"pid": bob.pid},
-                                       headers=logic_server.admin_headers())
+            response = await http.post(
+                f"/rooms/{room_id}/kick",
+                json={"pid": bob.pid},
+                headers=logic_server.admin_headers(),
+            )
         assert response.status_code == 204
         await state_until(alice, lambda mirror: bob.pid in mirror.room.get("left", {}))
         assert alice.mirror.room["left"] == {bob.pid: "kicked"}
@@ -139,18 +158,25 @@ async def test_on_leave_is_called_with_kicked_after_an_operator_kick(logic_serve
 
 # on_input failures ------------------------------------------------------------------------
 
-async def test_on_input_exception_answers_bad_message_and_the_room_goes_on(
-        logic_server, room_id):
+
+async def test_on_input_exception_answers_bad_message_and_the_room_goes_on(logic_server, room_id):
     await create_room(logic_server, room_id, "fragile")
-    async with await connect(logic_server.ws, room_id) as alice, \
-            await connect(logic_server.ws, room_id) as bob:
+    async with (
+        await connect(logic_server.ws, room_id) as alice,
+        await connect(logic_server.ws, room_id) as bob,
+    ):
         seq = await alice.send_input({"boom": True})
         error = await alice.wait_for("error")
         assert (error["code"], error.get("ref")) == ("bad_message", seq)
         await bob.send_input({"bob": 1})
         await alice.send_input({"alice": 2})
-        await state_until(bob, lambda mirror: mirror.players.get(bob.pid) == {"bob": 1}
-                          and mirror.players.get(alice.pid) == {"alice": 2})
+        await state_until(
+            bob,
+            lambda mirror: (
+                mirror.players.get(bob.pid) == {"bob": 1}
+                and mirror.players.get(alice.pid) == {"alice": 2}
+            ),
+        )
 
 
 async def test_on_input_exception_undoes_the_senders_and_the_room_state(logic_server, room_id):
@@ -168,8 +194,10 @@ async def test_on_input_exception_undoes_the_senders_and_the_room_state(logic_se
 
 async def test_on_input_exception_undoes_changes_to_other_players_too(logic_server, room_id):
     await create_room(logic_server, room_id, "fragile")
-    async with await connect(logic_server.ws, room_id) as alice, \
-            await connect(logic_server.ws, room_id) as bob:
+    async with (
+        await connect(logic_server.ws, room_id) as alice,
+        await connect(logic_server.ws, room_id) as bob,
+    ):
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         await alice.send_input({"boom": True})
         await alice.wait_for("error")
@@ -178,14 +206,17 @@ async def test_on_input_exception_undoes_changes_to_other_players_too(logic_serv
         assert alice.mirror.players == {alice.pid: {}, bob.pid: {"bob": 1}}
 
 
-async def test_input_refused_answers_bad_message_with_its_reason_and_no_ack(
-        logic_server, room_id):
+async def test_input_refused_answers_bad_message_with_its_reason_and_no_ack(logic_server, room_id):
     await create_room(logic_server, room_id, "fragile")
     async with await connect(logic_server.ws, room_id) as alice:
         seq = await alice.send_input({"refuse": True})
         error = await alice.wait_for("error")
-        assert error == {"t": "error", "code": "bad_message", "msg": "refused on purpose",
-                         "ref": seq}
+        assert error == {
+            "t": "error",
+            "code": "bad_message",
+            "msg": "refused on purpose",
+            "ref": seq,
+        }
         await alice.send_input({"next": 1})
         await state_until(alice, lambda mirror: mirror.acks.get(alice.pid) == seq + 1)
         assert alice.mirror.players[alice.pid] == {"next": 1}
@@ -193,8 +224,10 @@ async def test_input_refused_answers_bad_message_with_its_reason_and_no_ack(
 
 # The default ------------------------------------------------------------------------------
 
+
 async def test_default_relay_logic_merges_player_inputs_and_host_room_patches(
-        logic_server, room_id):
+    logic_server, room_id
+):
     room = await create_room(logic_server, room_id, None)
     assert room["logic"] == "relay"
     async with await connect(logic_server.ws, room_id) as alice:

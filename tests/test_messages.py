@@ -11,9 +11,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from client import ClientClosed, RoomClient, connect
-from protocol import apply_patch
 from tests.conftest import state_until
+from tickrelay.client import ClientClosed, RoomClient, connect
+from tickrelay.protocol import apply_patch
 
 SMALL_STATE = {"max_player_state": 256, "max_room_state": 512}
 
@@ -91,8 +91,10 @@ async def test_every_input_is_applied_in_arrival_order(server, room_id):
         expected.append(apply_patch(expected[-1], patch))
     async with await connect(server.ws, room_id) as alice:
         seen: list[tuple[int, Any]] = []
-        alice.on_message = lambda msg: msg["t"] in ("snap", "delta") and seen.append(
-            (alice.mirror.acks[alice.pid], alice.mirror.players[alice.pid]))
+        alice.on_message = lambda msg: (
+            msg["t"] in ("snap", "delta")
+            and seen.append((alice.mirror.acks[alice.pid], alice.mirror.players[alice.pid]))
+        )
         for patch in patches:
             await alice.send_input(patch)
         await state_until(alice, acked(alice, len(patches)))
@@ -112,12 +114,16 @@ async def test_ack_is_the_seq_of_the_last_applied_input_even_with_gaps(server, r
 
 
 async def test_json_and_msgpack_players_see_the_same_inputs(server, room_id):
-    async with await connect(server.ws, room_id, codec="json") as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with (
+        await connect(server.ws, room_id, codec="json") as alice,
+        await connect(server.ws, room_id) as bob,
+    ):
         seq = await alice.send_input({"name": "ünï", "v": [1.5, -2, True, None, {"k": "v"}]})
         await state_until(bob, acked(bob, seq, alice.pid))
-        assert bob.mirror.players[alice.pid] == {"name": "ünï", "v": [1.5, -2, True, None,
-                                                                      {"k": "v"}]}
+        assert bob.mirror.players[alice.pid] == {
+            "name": "ünï",
+            "v": [1.5, -2, True, None, {"k": "v"}],
+        }
         await state_until(alice, acked(alice, seq))
         assert alice.mirror.players == bob.mirror.players
 
@@ -133,9 +139,11 @@ async def test_moderately_nested_input_is_accepted(server, room_id):
 
 
 async def test_event_goes_to_every_other_member_spectators_included(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec="json") as bob, \
-            await connect(server.ws, room_id, spectate=True) as carol:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec="json") as bob,
+        await connect(server.ws, room_id, spectate=True) as carol,
+    ):
         await alice.send_event({"chat": "hi", "n": [1, 2]})
         expected = {"t": "event", "from": alice.pid, "d": {"chat": "hi", "n": [1, 2]}}
         assert await bob.wait_for("event") == expected
@@ -145,18 +153,22 @@ async def test_event_goes_to_every_other_member_spectators_included(server, room
 
 @pytest.mark.parametrize("d", [None, 0, -1.25, "text", [1, "a", None], {"k": {"j": []}}])
 async def test_event_carries_any_json_value_to_both_codecs(server, room_id, d):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec="json") as bob, \
-            await connect(server.ws, room_id) as carol:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec="json") as bob,
+        await connect(server.ws, room_id) as carol,
+    ):
         await alice.send_event(d)
         assert (await bob.wait_for("event"))["d"] == d
         assert (await carol.wait_for("event"))["d"] == d
 
 
 async def test_event_with_to_reaches_only_the_listed_pids(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob, \
-            await connect(server.ws, room_id, spectate=True) as carol:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id) as bob,
+        await connect(server.ws, room_id, spectate=True) as carol,
+    ):
         await alice.send_event("for bob", to=[bob.pid])
         await alice.send_event("for all")
         assert (await bob.wait_for("event"))["d"] == "for bob"
@@ -164,9 +176,11 @@ async def test_event_with_to_reaches_only_the_listed_pids(server, room_id):
 
 
 async def test_event_to_a_spectator_reaches_it(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob, \
-            await connect(server.ws, room_id, spectate=True) as carol:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id) as bob,
+        await connect(server.ws, room_id, spectate=True) as carol,
+    ):
         await alice.send_event("psst", to=[carol.pid])
         await alice.send_event("for all")
         assert (await carol.wait_for("event"))["d"] == "psst"
@@ -174,8 +188,7 @@ async def test_event_to_a_spectator_reaches_it(server, room_id):
 
 
 async def test_unknown_pids_in_to_are_ignored(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await alice.send_event("hello", to=["nobody", bob.pid, "ghost"])
         await alice.send_event("second", to=["nobody"])
         await alice.send_event("third")
@@ -185,17 +198,18 @@ async def test_unknown_pids_in_to_are_ignored(server, room_id):
 
 
 async def test_event_with_empty_to_reaches_nobody(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await alice.send_event("nobody", to=[])
         await alice.send_event("everybody")
         assert (await bob.wait_for("event"))["d"] == "everybody"
 
 
 async def test_spectator_may_send_events_to_the_players(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec="json") as bob, \
-            await connect(server.ws, room_id, spectate=True) as carol:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec="json") as bob,
+        await connect(server.ws, room_id, spectate=True) as carol,
+    ):
         await carol.send_event({"cheer": True})
         expected = {"t": "event", "from": carol.pid, "d": {"cheer": True}}
         assert await alice.wait_for("event") == expected
@@ -203,8 +217,10 @@ async def test_spectator_may_send_events_to_the_players(server, room_id):
 
 
 async def test_spectators_receive_events_from_other_spectators(server, room_id):
-    async with await connect(server.ws, room_id, spectate=True) as carol, \
-            await connect(server.ws, room_id, spectate=True) as dave:
+    async with (
+        await connect(server.ws, room_id, spectate=True) as carol,
+        await connect(server.ws, room_id, spectate=True) as dave,
+    ):
         await carol.send_event("hi dave")
         assert await dave.wait_for("event") == {"t": "event", "from": carol.pid, "d": "hi dave"}
 
@@ -242,8 +258,10 @@ async def test_pong_echoes_an_integer_ct_as_an_integer(server, room_id):
 
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
 async def test_leave_closes_1000_and_ends_the_seat(server, room_id, codec):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec=codec) as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec=codec) as bob,
+    ):
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         assert await bob.leave() == 1000
         assert await alice.wait_for("leave") == {"t": "leave", "pid": bob.pid, "reason": "left"}
@@ -281,8 +299,7 @@ CLOSE_4000 = [
     pytest.param("json", '{"t":["ping"],"id":1}', id="json-list-t"),
     pytest.param("msgpack", pack({"t": "event", "d": msgpack.ExtType(5, b"x")}), id="ext-type"),
     pytest.param("msgpack", pack({"t": "event", "d": msgpack.Timestamp(1, 0)}), id="timestamp"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"a": {1: 2}}}),
-                 id="int-key-in-d"),
+    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"a": {1: 2}}}), id="int-key-in-d"),
     pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {b"k": 2}}), id="bin-key-in-d"),
     pytest.param("msgpack", pack({"t": "ping", "id": 1, 7: "x"}), id="int-key-at-top"),
     pytest.param("msgpack", pack({"t": "ping", "id": 1}) + b"\x00", id="trailing-bytes"),
@@ -296,33 +313,40 @@ CLOSE_4000 = [
     pytest.param("json", '{"t":"event","d":NaN}', id="json-nan"),
     pytest.param("json", '{"t":"event","d":Infinity}', id="json-infinity"),
     pytest.param("json", '{"t":"event","d":[-Infinity]}', id="json-minus-infinity"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": nested(100)}),
-                 id="msgpack-too-deep"),
-    pytest.param("json", json.dumps({"t": "input", "seq": 1, "d": nested(100)}),
-                 id="json-too-deep"),
-    pytest.param("json", '{"t":"event","d":' + "[" * 5000 + "]" * 5000 + "}",
-                 id="json-very-deep-lists"),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": nested(100)}), id="msgpack-too-deep"
+    ),
+    pytest.param(
+        "json", json.dumps({"t": "input", "seq": 1, "d": nested(100)}), id="json-too-deep"
+    ),
+    pytest.param(
+        "json", '{"t":"event","d":' + "[" * 5000 + "]" * 5000 + "}", id="json-very-deep-lists"
+    ),
     pytest.param("msgpack", b"\x81\xa1d" + b"\x91" * 5000 + b"\xc0", id="msgpack-very-deep"),
 ]
 
 
 @pytest.mark.parametrize(("codec", "frame"), CLOSE_4000)
 async def test_malformed_frame_closes_4000_and_ends_the_seat_with_error(
-        server, room_id, codec, frame):
-    async with await connect(server.ws, room_id) as watcher, \
-            await connect(server.ws, room_id, codec=codec) as bad:
+    server, room_id, codec, frame
+):
+    async with (
+        await connect(server.ws, room_id) as watcher,
+        await connect(server.ws, room_id, codec=codec) as bad,
+    ):
         await state_until(watcher, lambda mirror: bad.pid in mirror.players)
         await bad.send_raw(frame)
         assert await bad.wait_closed() == 4000
         assert bad.close_reason
-        assert await watcher.wait_for("leave") == {"t": "leave", "pid": bad.pid,
-                                                   "reason": "error"}
+        assert await watcher.wait_for("leave") == {"t": "leave", "pid": bad.pid, "reason": "error"}
         await state_until(watcher, lambda mirror: bad.pid not in mirror.players)
 
 
 async def test_spectator_closed_4000_causes_no_leave(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as carol:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as carol,
+    ):
         await carol.send_raw(b"\xc1")
         assert await carol.wait_closed() == 4000
         assert [msg for msg in await answers(alice) if msg["t"] == "leave"] == []
@@ -333,26 +357,28 @@ async def test_spectator_closed_4000_causes_no_leave(server, room_id):
 
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
 async def test_message_over_64_kib_closes_1009_and_ends_the_seat(server, room_id, codec):
-    async with await connect(server.ws, room_id) as watcher, \
-            await connect(server.ws, room_id, codec=codec) as big:
+    async with (
+        await connect(server.ws, room_id) as watcher,
+        await connect(server.ws, room_id, codec=codec) as big,
+    ):
         await state_until(watcher, lambda mirror: big.pid in mirror.players)
         await big.send_input({"blob": "x" * (64 * 1024 + 10)})
         assert await big.wait_closed() == 1009
-        assert await watcher.wait_for("leave") == {"t": "leave", "pid": big.pid,
-                                                   "reason": "error"}
+        assert await watcher.wait_for("leave") == {"t": "leave", "pid": big.pid, "reason": "error"}
         await state_until(watcher, lambda mirror: big.pid not in mirror.players)
 
 
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
 async def test_configured_message_size_bound_closes_1009(servers, room_id, codec):
     small = servers.get(max_message_size=1024)
-    async with await connect(small.ws, room_id) as watcher, \
-            await connect(small.ws, room_id, codec=codec) as big:
+    async with (
+        await connect(small.ws, room_id) as watcher,
+        await connect(small.ws, room_id, codec=codec) as big,
+    ):
         await state_until(watcher, lambda mirror: big.pid in mirror.players)
         await big.send_event("x" * 2048)
         assert await big.wait_closed() == 1009
-        assert await watcher.wait_for("leave") == {"t": "leave", "pid": big.pid,
-                                                   "reason": "error"}
+        assert await watcher.wait_for("leave") == {"t": "leave", "pid": big.pid, "reason": "error"}
 
 
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
@@ -360,8 +386,11 @@ async def test_oversized_message_followed_by_more_frames_still_closes_1009(serve
     """The client reads the 1009 even when it keeps sending after the oversized frame."""
     async with await connect(server.ws, room_id, codec=codec) as big:
         blob = "x" * (256 * 1024)
-        await big.send_raw(pack({"t": "event", "d": blob}) if codec == "msgpack"
-                           else json.dumps({"t": "event", "d": blob}))
+        await big.send_raw(
+            pack({"t": "event", "d": blob})
+            if codec == "msgpack"
+            else json.dumps({"t": "event", "d": blob})
+        )
         with contextlib.suppress(ClientClosed):
             for n in range(20):
                 await big.send_message({"t": "ping", "id": n})
@@ -383,51 +412,72 @@ JSON_HUGE_INT = '{"t":"input","seq":1,"d":{"n":' + "9" * 40 + "}}"
 
 BAD_INPUTS = [
     pytest.param("msgpack", pack({"t": "input", "seq": 0, "d": {"bad": 1}}), "input", id="seq-0"),
-    pytest.param("msgpack", pack({"t": "input", "seq": -1, "d": {"bad": 1}}), "input",
-                 id="seq-minus-1"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 2.0, "d": {"bad": 1}}), "input",
-                 id="seq-2.0"),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": -1, "d": {"bad": 1}}), "input", id="seq-minus-1"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 2.0, "d": {"bad": 1}}), "input", id="seq-2.0"
+    ),
     pytest.param("json", '{"t":"input","seq":2.0,"d":{"bad":1}}', "input", id="json-seq-2.0"),
-    pytest.param("msgpack", pack({"t": "input", "seq": "1", "d": {"bad": 1}}), "input",
-                 id="seq-string"),
-    pytest.param("msgpack", pack({"t": "input", "seq": True, "d": {"bad": 1}}), "input",
-                 id="seq-true"),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": "1", "d": {"bad": 1}}), "input", id="seq-string"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": True, "d": {"bad": 1}}), "input", id="seq-true"
+    ),
     pytest.param("json", '{"t":"input","seq":true,"d":{"bad":1}}', "input", id="json-seq-true"),
-    pytest.param("msgpack", pack({"t": "input", "seq": None, "d": {"bad": 1}}), "input",
-                 id="seq-null"),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": None, "d": {"bad": 1}}), "input", id="seq-null"
+    ),
     pytest.param("msgpack", pack({"t": "input", "d": {"bad": 1}}), "input", id="missing-seq"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 2**63, "d": {"bad": 1}}), "input",
-                 id="seq-above-int64"),
+    pytest.param(
+        "msgpack",
+        pack({"t": "input", "seq": 2**63, "d": {"bad": 1}}),
+        "input",
+        id="seq-above-int64",
+    ),
     pytest.param("msgpack", pack({"t": "input", "seq": 1}), 1, id="missing-d"),
     pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": [1]}), 1, id="d-list"),
     pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": None}), 1, id="d-null"),
     pytest.param("json", '{"t":"input","seq":1,"d":"x"}', 1, id="json-d-string"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": 1}, "room": [1]}), 1,
-                 id="room-list"),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": {"bad": 1}, "room": [1]}), 1, id="room-list"
+    ),
     pytest.param("json", '{"t":"input","seq":1,"d":{"bad":1},"room":5}', 1, id="json-room-int"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": b"\x00\x01"}}), 1,
-                 id="bin-in-d"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": [{"x": b""}]}}), 1,
-                 id="bin-deep-in-d"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": float("nan")}}), 1,
-                 id="nan-in-d"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": [float("-inf")]}}), 1,
-                 id="inf-in-d"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": 2**63}}), 1,
-                 id="int-above-int64-in-d"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": 2**64 - 1}}), 1,
-                 id="uint64-max-in-d"),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": {"bad": b"\x00\x01"}}), 1, id="bin-in-d"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": {"bad": [{"x": b""}]}}), 1, id="bin-deep-in-d"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": {"bad": float("nan")}}), 1, id="nan-in-d"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": {"bad": [float("-inf")]}}), 1, id="inf-in-d"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": {"bad": 2**63}}), 1, id="int-above-int64-in-d"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "input", "seq": 1, "d": {"bad": 2**64 - 1}}), 1, id="uint64-max-in-d"
+    ),
     pytest.param("json", JSON_BIG_INT, 1, id="json-int-above-int64-in-d"),
     pytest.param("json", JSON_HUGE_INT, 1, id="json-40-digit-int-in-d"),
     pytest.param("json", '{"t":"input","seq":1,"d":{"bad":1e999}}', 1, id="json-overflow-float"),
-    pytest.param("msgpack", pack({"t": "input", "seq": 1, "d": {"bad": 1},
-                                  "room": {"r": float("nan")}}), 1, id="nan-in-room"),
+    pytest.param(
+        "msgpack",
+        pack({"t": "input", "seq": 1, "d": {"bad": 1}, "room": {"r": float("nan")}}),
+        1,
+        id="nan-in-room",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("codec", "frame", "ref"), BAD_INPUTS)
 async def test_malformed_input_is_bad_message_and_applies_nothing(
-        server, room_id, codec, frame, ref):
+    server, room_id, codec, frame, ref
+):
     async with await connect(server.ws, room_id, codec=codec) as alice:
         await alice.send_raw(frame)
         [error] = errors_in(await answers(alice))
@@ -441,30 +491,36 @@ async def test_malformed_input_is_bad_message_and_applies_nothing(
 
 BAD_OTHERS = [
     pytest.param("msgpack", pack({"t": "event", "d": b"raw"}), "event", id="event-bin-d"),
-    pytest.param("msgpack", pack({"t": "event", "d": {"x": float("nan")}}), "event",
-                 id="event-nan-d"),
-    pytest.param("msgpack", pack({"t": "event", "d": [2**64 - 1]}), "event",
-                 id="event-uint64-d"),
-    pytest.param("json", '{"t":"event","d":-99999999999999999999}', "event",
-                 id="json-event-int-below-int64"),
-    pytest.param("msgpack", pack({"t": "event", "d": 1, "to": "bob"}), "event",
-                 id="event-to-string"),
-    pytest.param("msgpack", pack({"t": "event", "d": 1, "to": [1, 2]}), "event",
-                 id="event-to-ints"),
+    pytest.param(
+        "msgpack", pack({"t": "event", "d": {"x": float("nan")}}), "event", id="event-nan-d"
+    ),
+    pytest.param("msgpack", pack({"t": "event", "d": [2**64 - 1]}), "event", id="event-uint64-d"),
+    pytest.param(
+        "json", '{"t":"event","d":-99999999999999999999}', "event", id="json-event-int-below-int64"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "event", "d": 1, "to": "bob"}), "event", id="event-to-string"
+    ),
+    pytest.param(
+        "msgpack", pack({"t": "event", "d": 1, "to": [1, 2]}), "event", id="event-to-ints"
+    ),
     pytest.param("json", '{"t":"event","d":1,"to":{"pid":"x"}}', "event", id="json-event-to-map"),
     pytest.param("msgpack", pack({"t": "ping"}), "ping", id="ping-no-id"),
     pytest.param("msgpack", pack({"t": "ping", "id": "1"}), "ping", id="ping-string-id"),
     pytest.param("msgpack", pack({"t": "ping", "id": 1.0}), "ping", id="ping-float-id"),
     pytest.param("json", '{"t":"ping","id":1,"ct":"now"}', "ping", id="json-ping-string-ct"),
-    pytest.param("msgpack", pack({"t": "ping", "id": 1, "ct": float("inf")}), "ping",
-                 id="ping-infinite-ct"),
+    pytest.param(
+        "msgpack", pack({"t": "ping", "id": 1, "ct": float("inf")}), "ping", id="ping-infinite-ct"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("codec", "frame", "ref"), BAD_OTHERS)
 async def test_malformed_event_or_ping_is_bad_message(server, room_id, codec, frame, ref):
-    async with await connect(server.ws, room_id, codec=codec) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with (
+        await connect(server.ws, room_id, codec=codec) as alice,
+        await connect(server.ws, room_id) as bob,
+    ):
         await alice.send_raw(frame)
         [error] = errors_in(await answers(alice))
         assert_error(error, "bad_message", ref)
@@ -508,8 +564,10 @@ async def test_a_stale_input_does_not_move_the_seq_bar(server, room_id):
 
 
 async def test_room_patch_from_a_non_host_is_not_host_and_nothing_is_applied(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec="json") as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec="json") as bob,
+    ):
         assert alice.host == alice.pid
         await bob.send_message({"t": "input", "seq": 1, "d": {"mine": 1}, "room": {"map": "x"}})
         [error] = errors_in(await answers(bob))
@@ -522,8 +580,10 @@ async def test_room_patch_from_a_non_host_is_not_host_and_nothing_is_applied(ser
 
 
 async def test_input_from_a_spectator_is_refused_with_spectator(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as carol:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as carol,
+    ):
         await carol.send_message({"t": "input", "seq": 1, "d": {"x": 1}})
         [error] = errors_in(await answers(carol))
         assert_error(error, "spectator", 1)
@@ -622,8 +682,7 @@ async def test_a_quiet_room_sends_no_state(server, room_id):
 
 
 async def test_events_and_pings_send_no_state(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         await state_until(bob, lambda mirror: alice.pid in mirror.players)
         bob.drain()
@@ -645,8 +704,10 @@ async def test_an_input_that_changes_nothing_still_sends_its_ack(server, room_id
 
 
 async def test_host_room_patch_shows_up_in_the_room_state_for_everyone(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec="json") as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec="json") as bob,
+    ):
         assert alice.host == alice.pid
         await alice.send_input({}, room={"map": "dust", "rules": {"ff": False, "time": 300}})
         seq = await alice.send_input({}, room={"rules": {"time": None}, "round": 1})
@@ -659,8 +720,10 @@ async def test_host_room_patch_shows_up_in_the_room_state_for_everyone(server, r
 
 
 async def test_deltas_chain_over_a_run_of_inputs(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec="json") as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec="json") as bob,
+    ):
         mine: dict[str, Any] = {}
         theirs: dict[str, Any] = {}
         for n in range(40):
@@ -674,8 +737,12 @@ async def test_deltas_chain_over_a_run_of_inputs(server, room_id):
             if n % 5 == 0:
                 await asyncio.sleep(0.02)
         for client in (alice, bob):
-            await state_until(client, lambda mirror: mirror.acks.get(alice.pid) == alice.seq
-                              and mirror.acks.get(bob.pid) == bob.seq)
+            await state_until(
+                client,
+                lambda mirror: (
+                    mirror.acks.get(alice.pid) == alice.seq and mirror.acks.get(bob.pid) == bob.seq
+                ),
+            )
             assert client.mirror_errors == []
             assert client.mirror.players == {alice.pid: mine, bob.pid: theirs}
 
@@ -722,7 +789,8 @@ async def test_acks_keys_are_always_the_players_keys(server, room_id):
             if msg["t"] == "snap" and set(msg["acks"]) != set(msg["s"]["players"]):
                 mismatches.append(msg)
             if msg["t"] in ("snap", "delta") and set(alice.mirror.acks) != set(
-                    alice.mirror.players):
+                alice.mirror.players
+            ):
                 mismatches.append(msg)
 
         alice.on_message = check
@@ -738,8 +806,12 @@ async def test_acks_keys_are_always_the_players_keys(server, room_id):
             await guests[2].close()  # a drop: the seat stays (away) for the grace
             await guests[3].send_input({"last": True})
             gone = {guests[0].pid, guests[1].pid}
-            await state_until(alice, lambda mirror: gone.isdisjoint(mirror.players)
-                              and mirror.acks.get(guests[3].pid) == 2)
+            await state_until(
+                alice,
+                lambda mirror: (
+                    gone.isdisjoint(mirror.players) and mirror.acks.get(guests[3].pid) == 2
+                ),
+            )
             async with await connect(server.ws, room_id) as late:
                 snap = await late.wait_for("snap")
                 assert set(snap["acks"]) == set(snap["s"]["players"])
@@ -749,4 +821,3 @@ async def test_acks_keys_are_always_the_players_keys(server, room_id):
                 await guest.close()
         assert mismatches == []
         assert set(alice.mirror.acks) == set(alice.mirror.players)
-

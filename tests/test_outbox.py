@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from protocol import MsgpackCodec
-from server.outbox import Outbox, PeerGone
-from server.tasks import Tasks
-from server.wire import StateFrame, Wire
+from tickrelay.protocol import MsgpackCodec
+from tickrelay.server.outbox import Outbox, PeerGone
+from tickrelay.server.tasks import Tasks
+from tickrelay.server.wire import StateFrame, Wire
 
 
 class Pipe:
@@ -102,8 +102,9 @@ async def test_a_peer_gone_mid_write_ends_the_writer_quietly_and_for_good():
     async def send_to_vanished_peer(data: bytes) -> None:
         raise PeerGone
 
-    outbox = Outbox(MsgpackCodec(), send_to_vanished_peer, 8, 1 << 16, tasks.spawn,
-                    pipe.write_frame)
+    outbox = Outbox(
+        MsgpackCodec(), send_to_vanished_peer, 8, 1 << 16, tasks.spawn, pipe.write_frame
+    )
     pipe.full = True
     outbox.push_state(frame(1))
     writer = outbox.writer

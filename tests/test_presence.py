@@ -12,13 +12,14 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from client import ConnectRefused, connect
-from protocol import JSON_SUBPROTOCOL
 from tests.conftest import state_until
+from tickrelay.client import ConnectRefused, connect
+from tickrelay.protocol import JSON_SUBPROTOCOL
 
 
-async def collect_until(client, predicate: Callable[[dict[str, Any]], bool],
-                        timeout: float = 5.0) -> list[dict[str, Any]]:
+async def collect_until(
+    client, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+) -> list[dict[str, Any]]:
     """Every message up to and including the first one for which ``predicate`` holds."""
     seen: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
@@ -58,19 +59,20 @@ def short_grace(servers):
 
 # join / leave ------------------------------------------------------------------------------
 
-async def test_join_of_a_new_player_goes_to_every_other_member_spectators_included(
-        server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher, \
-            await connect(server.ws, room_id) as bob:
+
+async def test_join_of_a_new_player_goes_to_every_other_member_spectators_included(server, room_id):
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+        await connect(server.ws, room_id) as bob,
+    ):
         expected = {"t": "join", "pid": bob.pid}
         assert await alice.wait_for("join") == expected
         assert await watcher.wait_for("join") == expected
 
 
 async def test_a_player_gets_no_join_about_itself(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await alice.wait_for("join")
         await alice.send_event("marker")
         seen = await collect_until(bob, is_marker("marker"))
@@ -78,9 +80,11 @@ async def test_a_player_gets_no_join_about_itself(server, room_id):
 
 
 async def test_leave_goes_to_every_other_member_spectators_included(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher, \
-            await connect(server.ws, room_id) as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+        await connect(server.ws, room_id) as bob,
+    ):
         assert await bob.leave() == 1000
         expected = {"t": "leave", "pid": bob.pid, "reason": "left"}
         assert await alice.wait_for("leave") == expected
@@ -88,10 +92,8 @@ async def test_leave_goes_to_every_other_member_spectators_included(server, room
         assert [msg for msg in bob.drain() if msg["t"] == "leave"] == []
 
 
-async def test_a_player_closed_4000_by_the_server_leaves_at_once_with_reason_error(
-        server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+async def test_a_player_closed_4000_by_the_server_leaves_at_once_with_reason_error(server, room_id):
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await bob.send_raw(b"\xc1")  # never valid MessagePack
         assert await bob.wait_closed() == 4000
         gone = await alice.wait_for(where=lambda msg: msg["t"] in ("away", "leave"))
@@ -99,6 +101,7 @@ async def test_a_player_closed_4000_by_the_server_leaves_at_once_with_reason_err
 
 
 # Drops -------------------------------------------------------------------------------------
+
 
 async def test_a_close_without_leave_is_a_drop_members_get_away(server, room_id):
     async with await connect(server.ws, room_id) as alice:
@@ -155,6 +158,7 @@ async def test_after_the_grace_a_dropped_player_leaves_with_reason_timeout(short
 
 # Host --------------------------------------------------------------------------------------
 
+
 async def test_the_first_seated_player_is_host_and_gets_a_host_message(server, room_id):
     async with await connect(server.ws, room_id) as alice:
         assert alice.welcome["host"] == alice.pid
@@ -162,17 +166,17 @@ async def test_the_first_seated_player_is_host_and_gets_a_host_message(server, r
 
 
 async def test_a_later_player_is_told_the_host_in_its_welcome(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         assert bob.welcome["host"] == alice.pid
 
 
-async def test_when_the_host_leaves_every_member_gets_host_with_the_next_player(
-        server, room_id):
+async def test_when_the_host_leaves_every_member_gets_host_with_the_next_player(server, room_id):
     alice = await connect(server.ws, room_id)
-    async with await connect(server.ws, room_id) as bob, \
-            await connect(server.ws, room_id) as carol, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as bob,
+        await connect(server.ws, room_id) as carol,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         assert await alice.leave() == 1000
         await alice.close()
         expected = {"t": "host", "pid": bob.pid}
@@ -194,8 +198,7 @@ async def test_the_host_role_skips_away_players(server, room_id):
 
 async def test_when_the_host_drops_the_role_passes_and_every_member_gets_host(server, room_id):
     alice = await connect(server.ws, room_id)
-    async with await connect(server.ws, room_id) as bob, \
-            await connect(server.ws, room_id) as carol:
+    async with await connect(server.ws, room_id) as bob, await connect(server.ws, room_id) as carol:
         await alice.close()
         expected = {"t": "host", "pid": bob.pid}
         assert await bob.wait_for("host", where=lambda msg: msg["pid"] != alice.pid) == expected
@@ -248,8 +251,7 @@ async def test_a_former_host_coming_back_does_not_take_the_role_back(server, roo
 
 
 async def test_only_the_host_may_send_a_room_patch(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         seq = await bob.send_input({"x": 1}, room={"map": "bob"})
         error = await bob.wait_for("error")
         assert (error["code"], error["ref"]) == ("not_host", seq)
@@ -260,10 +262,12 @@ async def test_only_the_host_may_send_a_room_patch(server, room_id):
 
 # Seats -------------------------------------------------------------------------------------
 
+
 async def test_players_in_their_resume_grace_hold_their_seats(server, room_id):
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        response = await http.post("/rooms", json={"id": room_id, "max_players": 2},
-                                   headers=server.admin_headers())
+        response = await http.post(
+            "/rooms", json={"id": room_id, "max_players": 2}, headers=server.admin_headers()
+        )
         assert response.status_code == 201, response.text
     async with await connect(server.ws, room_id) as alice:
         bob = await connect(server.ws, room_id)
@@ -276,14 +280,18 @@ async def test_players_in_their_resume_grace_hold_their_seats(server, room_id):
 
 # Operator actions --------------------------------------------------------------------------
 
+
 async def test_kick_closes_the_player_4013_and_ends_its_seat(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher, \
-            await connect(server.ws, room_id) as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+        await connect(server.ws, room_id) as bob,
+    ):
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-            response = await http.post(f"/rooms/{room_id}/kick", json={"pid": bob.pid},
-                                       headers=server.admin_headers())
+            response = await http.post(
+                f"/rooms/{room_id}/kick", json={"pid": bob.pid}, headers=server.admin_headers()
+            )
         assert response.status_code == 204
         assert await bob.wait_closed() == 4013
         expected = {"t": "leave", "pid": bob.pid, "reason": "kicked"}
@@ -293,8 +301,10 @@ async def test_kick_closes_the_player_4013_and_ends_its_seat(server, room_id):
 
 
 async def test_delete_closes_every_member_4004_and_the_room_is_gone(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
             response = await http.delete(f"/rooms/{room_id}", headers=server.admin_headers())
         assert response.status_code == 204
@@ -304,6 +314,7 @@ async def test_delete_closes_every_member_4004_and_the_room_is_gone(server, room
 
 
 # Room lifecycle ----------------------------------------------------------------------------
+
 
 async def test_a_room_is_created_by_its_first_join(server, room_id):
     assert (await http_get_room(server, room_id)).status_code == 404

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import (
+from tickrelay.protocol import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     RECONNECTABLE,

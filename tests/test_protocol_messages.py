@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import protocol.messages as m
-from protocol import (
+import tickrelay.protocol.messages as m
+from tickrelay.protocol import (
     ErrorCode,
     Event,
     Input,

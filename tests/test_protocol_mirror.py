@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import protocol.messages as m
-from protocol import JsonCodec, MirrorError, MsgpackCodec, StateMirror, diff
+import tickrelay.protocol.messages as m
+from tickrelay.protocol import JsonCodec, MirrorError, MsgpackCodec, StateMirror, diff
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

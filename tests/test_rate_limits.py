@@ -6,11 +6,16 @@ import asyncio
 
 import pytest
 
-from client import ClientClosed, RoomClient, connect
 from tests.conftest import state_until
+from tickrelay.client import ClientClosed, RoomClient, connect
 
-LIMITS = {"input_rate": 5, "input_burst": 5, "event_rate": 5, "event_burst": 5,
-          "flood_close_after": 2}
+LIMITS = {
+    "input_rate": 5,
+    "input_burst": 5,
+    "event_rate": 5,
+    "event_burst": 5,
+    "flood_close_after": 2,
+}
 
 
 @pytest.fixture
@@ -35,8 +40,9 @@ async def test_inputs_beyond_the_burst_get_a_single_rate_limited_error(limited, 
             await alice.send_input({"n": n})
         await barrier(alice)
         refused = errors(alice.drain())
-        assert refused == [{"t": "error", "code": "rate_limited", "msg": refused[0]["msg"],
-                            "ref": 6}]
+        assert refused == [
+            {"t": "error", "code": "rate_limited", "msg": refused[0]["msg"], "ref": 6}
+        ]
 
 
 async def test_refused_inputs_do_not_move_the_ack(limited, room_id):
@@ -70,8 +76,10 @@ async def test_a_seq_refused_by_the_rate_limit_may_be_sent_again(limited, room_i
 
 
 async def test_pings_are_refused_once_events_have_emptied_their_shared_bucket(limited, room_id):
-    async with await connect(limited.ws, room_id) as alice, \
-            await connect(limited.ws, room_id) as bob:
+    async with (
+        await connect(limited.ws, room_id) as alice,
+        await connect(limited.ws, room_id) as bob,
+    ):
         for n in range(5):
             await alice.send_event({"n": n})
         await alice.send_message({"t": "ping", "id": 1})
@@ -83,8 +91,10 @@ async def test_pings_are_refused_once_events_have_emptied_their_shared_bucket(li
 
 
 async def test_events_are_refused_once_pings_have_emptied_their_shared_bucket(limited, room_id):
-    async with await connect(limited.ws, room_id) as alice, \
-            await connect(limited.ws, room_id) as bob:
+    async with (
+        await connect(limited.ws, room_id) as alice,
+        await connect(limited.ws, room_id) as bob,
+    ):
         for n in range(5):
             await alice.send_message({"t": "ping", "id": n})
         await alice.send_event({"late": True})
@@ -107,9 +117,12 @@ async def test_inputs_are_accepted_while_the_event_bucket_is_empty(limited, room
 
 
 async def test_a_client_flooding_for_flood_close_after_seconds_is_closed_1008_and_leaves(
-        limited, room_id):
-    async with await connect(limited.ws, room_id) as flooder, \
-            await connect(limited.ws, room_id) as observer:
+    limited, room_id
+):
+    async with (
+        await connect(limited.ws, room_id) as flooder,
+        await connect(limited.ws, room_id) as observer,
+    ):
         async with asyncio.timeout(10):
             try:
                 while True:
@@ -126,8 +139,10 @@ async def test_a_client_flooding_for_flood_close_after_seconds_is_closed_1008_an
 
 
 async def test_a_client_within_its_rates_is_never_refused(limited, room_id):
-    async with await connect(limited.ws, room_id) as alice, \
-            await connect(limited.ws, room_id) as bob:
+    async with (
+        await connect(limited.ws, room_id) as alice,
+        await connect(limited.ws, room_id) as bob,
+    ):
         await alice.wait_for("snap")
         for n in range(10):
             seq = await alice.send_input({"n": n})

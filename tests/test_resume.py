@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from client import ConnectRefused, connect
 from tests.conftest import state_until
+from tickrelay.client import ConnectRefused, connect
 
 PRESENCE = ("join", "leave", "away", "back")
 
 
-async def collect_until(client, predicate: Callable[[dict[str, Any]], bool],
-                        timeout: float = 5.0) -> list[dict[str, Any]]:
+async def collect_until(
+    client, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+) -> list[dict[str, Any]]:
     """Every message up to and including the first one for which ``predicate`` holds."""
     seen: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
@@ -44,6 +45,7 @@ async def dropped(server, room_id: str, observer) -> Any:
 
 # A resume inside the grace -----------------------------------------------------------------
 
+
 async def test_resume_gives_the_same_pid_and_a_resumed_welcome_with_a_new_token(server, room_id):
     async with await connect(server.ws, room_id) as alice:
         bob = await dropped(server, room_id, alice)
@@ -69,8 +71,10 @@ async def test_resume_delivers_the_gaps_reliable_messages_in_order_then_a_snap(s
 
 
 async def test_members_get_back_when_a_player_resumes(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         bob = await dropped(server, room_id, alice)
         async with await connect(server.ws, room_id, resume=bob.resume_token):
             assert await alice.wait_for("back") == {"t": "back", "pid": bob.pid}
@@ -80,8 +84,9 @@ async def test_members_get_back_when_a_player_resumes(server, room_id):
 async def test_the_state_and_the_ack_survive_a_resume(server, room_id):
     async with await connect(server.ws, room_id) as alice:
         bob = await dropped(server, room_id, alice)
-        async with await connect(server.ws, room_id, resume=bob.resume_token,
-                                 initial_seq=bob.seq) as back:
+        async with await connect(
+            server.ws, room_id, resume=bob.resume_token, initial_seq=bob.seq
+        ) as back:
             snap = await back.wait_for("snap")
             assert snap["s"]["players"][bob.pid] == {"x": 1}
             assert snap["acks"][bob.pid] == bob.seq
@@ -90,8 +95,9 @@ async def test_the_state_and_the_ack_survive_a_resume(server, room_id):
 async def test_inputs_continue_above_the_last_seq_after_a_resume(server, room_id):
     async with await connect(server.ws, room_id) as alice:
         bob = await dropped(server, room_id, alice)
-        async with await connect(server.ws, room_id, resume=bob.resume_token,
-                                 initial_seq=bob.seq) as back:
+        async with await connect(
+            server.ws, room_id, resume=bob.resume_token, initial_seq=bob.seq
+        ) as back:
             seq = await back.send_input({"y": 2})
             assert seq == bob.seq + 1
             await state_until(back, lambda mirror: mirror.acks.get(bob.pid) == seq)
@@ -109,6 +115,7 @@ async def test_an_input_with_the_old_seq_is_stale_after_a_resume(server, room_id
 
 
 # Dead tokens -------------------------------------------------------------------------------
+
 
 async def test_the_previous_resume_token_dies_with_a_new_welcome(server, room_id):
     async with await connect(server.ws, room_id) as alice:
@@ -134,22 +141,23 @@ async def test_a_resume_token_after_the_grace_is_4012(servers, room_id):
 
 async def test_a_resume_token_for_another_room_is_4012(server, room_id):
     other_room = f"{room_id}-other"
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, other_room):
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, other_room):
         bob = await dropped(server, room_id, alice)
         assert await refused_code(server, other_room, bob.resume_token) == 4012
 
 
 # Takeover ----------------------------------------------------------------------------------
 
+
 async def test_a_resume_of_a_connected_player_takes_over_and_closes_the_old_one_4010(
-        server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    server, room_id
+):
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         seq = await bob.send_input({"x": 1})
         await state_until(bob, lambda mirror: mirror.acks.get(bob.pid) == seq)
-        async with await connect(server.ws, room_id, resume=bob.resume_token,
-                                 initial_seq=bob.seq) as newer:
+        async with await connect(
+            server.ws, room_id, resume=bob.resume_token, initial_seq=bob.seq
+        ) as newer:
             assert await bob.wait_closed() == 4010
             assert newer.pid == bob.pid
             assert newer.welcome["resumed"] is True
@@ -160,9 +168,11 @@ async def test_a_resume_of_a_connected_player_takes_over_and_closes_the_old_one_
 
 
 async def test_a_takeover_shows_the_other_members_no_presence_change(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher, \
-            await connect(server.ws, room_id) as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+        await connect(server.ws, room_id) as bob,
+    ):
         await alice.wait_for("join", where=lambda msg: msg["pid"] == bob.pid)
         await watcher.wait_for("join", where=lambda msg: msg["pid"] == bob.pid)
         async with await connect(server.ws, room_id, resume=bob.resume_token) as newer:
@@ -175,17 +185,21 @@ async def test_a_takeover_shows_the_other_members_no_presence_change(server, roo
 
 
 async def test_a_host_taken_over_stays_host(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob, \
-            await connect(server.ws, room_id, resume=alice.resume_token) as newer:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id) as bob,
+        await connect(server.ws, room_id, resume=alice.resume_token) as newer,
+    ):
         assert newer.welcome["host"] == alice.pid
         await newer.send_input({}, room={"round": 1})
         seen = await collect_until(
-            bob, lambda msg: msg["t"] in ("snap", "delta") and bob.mirror.room == {"round": 1})
+            bob, lambda msg: msg["t"] in ("snap", "delta") and bob.mirror.room == {"round": 1}
+        )
         assert [msg for msg in seen if msg["t"] == "host"] == []
 
 
 # Gap overflow ------------------------------------------------------------------------------
+
 
 async def test_a_gap_within_its_bound_is_delivered_whole(servers, room_id):
     small = servers.get(reliable_queue_messages=8)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from client import connect
 from tests.conftest import state_until
+from tickrelay.client import connect
 
 
 async def test_first_player_gets_welcome_as_host_then_a_snap_with_itself(server, room_id):
@@ -25,8 +25,10 @@ async def test_input_is_merged_into_the_senders_state_and_acked(server, room_id)
 
 
 async def test_other_players_see_the_change_in_their_next_delta(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, codec="json") as bob:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, codec="json") as bob,
+    ):
         await bob.wait_for("snap")
         await alice.send_input({"x": 5})
         await bob.wait_for("delta", where=lambda d: alice.pid in d["d"].get("players", {}))
@@ -35,8 +37,7 @@ async def test_other_players_see_the_change_in_their_next_delta(server, room_id)
 
 
 async def test_event_is_relayed_to_the_others_but_not_the_sender(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await alice.send_event({"chat": "hi"})
         event = await bob.wait_for("event")
         assert event == {"t": "event", "from": alice.pid, "d": {"chat": "hi"}}
@@ -44,8 +45,7 @@ async def test_event_is_relayed_to_the_others_but_not_the_sender(server, room_id
 
 
 async def test_leave_closes_with_1000_and_members_get_leave_left(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await state_until(alice, lambda mirror: bob.pid in mirror.players)
         code = await bob.leave()
         assert code == 1000

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import signal
 
-from client import connect
+from tickrelay.client import connect
 
 
 async def test_a_stopping_server_closes_players_and_spectators_with_1012(servers, room_id):
     server = servers.fresh()
-    async with await connect(server.ws, room_id) as player, \
-            await connect(server.ws, room_id, spectate=True) as spectator:
+    async with (
+        await connect(server.ws, room_id) as player,
+        await connect(server.ws, room_id, spectate=True) as spectator,
+    ):
         server.process.send_signal(signal.SIGTERM)
         assert await player.wait_closed(timeout=10) == 1012
         assert await spectator.wait_closed(timeout=10) == 1012

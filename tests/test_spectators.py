@@ -10,14 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from client import ConnectRefused, connect
 from tests.conftest import state_until
+from tickrelay.client import ConnectRefused, connect
 
 PRESENCE = ("join", "leave", "away", "back")
 
 
-async def collect_until(client, predicate: Callable[[dict[str, Any]], bool],
-                        timeout: float = 5.0) -> list[dict[str, Any]]:
+async def collect_until(
+    client, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+) -> list[dict[str, Any]]:
     """Every message up to and including the first one for which ``predicate`` holds."""
     seen: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
@@ -29,8 +30,9 @@ async def collect_until(client, predicate: Callable[[dict[str, Any]], bool],
 
 async def create_room(server, room_id: str, **options: Any) -> None:
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        response = await http.post("/rooms", json={"id": room_id, **options},
-                                   headers=server.admin_headers())
+        response = await http.post(
+            "/rooms", json={"id": room_id, **options}, headers=server.admin_headers()
+        )
         assert response.status_code == 201, response.text
 
 
@@ -44,8 +46,9 @@ async def wait_away(server, room_id: str, pid: str, timeout: float = 5.0) -> Non
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
         async with asyncio.timeout(timeout):
             while True:
-                response = await http.get(f"/rooms/{room_id}/connections",
-                                          headers=server.admin_headers())
+                response = await http.get(
+                    f"/rooms/{room_id}/connections", headers=server.admin_headers()
+                )
                 if any(entry["pid"] == pid and entry["away"] for entry in response.json()):
                     return
                 await asyncio.sleep(0.05)
@@ -66,8 +69,10 @@ async def test_a_spectators_join_creates_the_room_without_taking_a_seat(server, 
 
 
 async def test_a_spectator_receives_a_snap_then_the_state_changes(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         snap = await watcher.wait_for("snap")
         assert snap["s"]["players"] == {alice.pid: {}}
         await alice.send_input({"x": 3})
@@ -76,8 +81,10 @@ async def test_a_spectator_receives_a_snap_then_the_state_changes(server, room_i
 
 
 async def test_a_spectator_is_not_in_the_snapshot(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         await alice.send_input({"x": 1})
         await state_until(alice, lambda mirror: mirror.acks.get(alice.pid) == 1)
         await state_until(watcher, lambda mirror: mirror.acks.get(alice.pid) == 1)
@@ -86,13 +93,18 @@ async def test_a_spectator_is_not_in_the_snapshot(server, room_id):
 
 
 async def test_a_spectator_receives_events_and_presence_broadcasts(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         await alice.send_event({"chat": "hi"})
         async with await connect(server.ws, room_id) as bob:
             await bob.leave()
-        seen = [msg for msg in await collect_until(watcher, lambda msg: msg["t"] == "leave")
-                if msg["t"] in ("event", "join", "leave")]
+        seen = [
+            msg
+            for msg in await collect_until(watcher, lambda msg: msg["t"] == "leave")
+            if msg["t"] in ("event", "join", "leave")
+        ]
         assert seen == [
             {"t": "event", "from": alice.pid, "d": {"chat": "hi"}},
             {"t": "join", "pid": bob.pid},
@@ -108,23 +120,23 @@ async def test_a_spectators_input_is_answered_with_error_spectator(server, room_
 
 
 async def test_a_spectator_may_send_events(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id, spectate=True) as watcher:
+    async with (
+        await connect(server.ws, room_id) as alice,
+        await connect(server.ws, room_id, spectate=True) as watcher,
+    ):
         await watcher.send_event({"cheer": True})
         event = await alice.wait_for("event")
         assert event == {"t": "event", "from": watcher.pid, "d": {"cheer": True}}
 
 
 async def test_spectators_cause_no_join_leave_away_or_back(server, room_id):
-    async with await connect(server.ws, room_id) as alice, \
-            await connect(server.ws, room_id) as bob:
+    async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         async with await connect(server.ws, room_id, spectate=True) as leaver:
             assert await leaver.leave() == 1000
         dropper = await connect(server.ws, room_id, spectate=True)
         await dropper.close()
         await wait_away(server, room_id, dropper.pid)
-        async with await connect(server.ws, room_id, spectate=True,
-                                 resume=dropper.resume_token):
+        async with await connect(server.ws, room_id, spectate=True, resume=dropper.resume_token):
             await bob.send_event("marker")
             seen = await collect_until(alice, lambda msg: msg["t"] == "event")
         assert seen[-1]["d"] == "marker"
@@ -133,8 +145,7 @@ async def test_spectators_cause_no_join_leave_away_or_back(server, room_id):
 
 async def test_spectators_have_their_own_bound_apart_from_the_seats(server, room_id):
     await create_room(server, room_id, max_players=1, max_spectators=1)
-    async with await connect(server.ws, room_id), \
-            await connect(server.ws, room_id, spectate=True):
+    async with await connect(server.ws, room_id), await connect(server.ws, room_id, spectate=True):
         with pytest.raises(ConnectRefused) as refused:
             await connect(server.ws, room_id, spectate=True)
         assert refused.value.code == 4009
@@ -146,8 +157,9 @@ async def test_a_spectator_resumes_with_resumed_true_and_no_seat(server, room_id
         await watcher.close()
         await wait_away(server, room_id, watcher.pid)
         await alice.send_event("missed")
-        async with await connect(server.ws, room_id, spectate=True,
-                                 resume=watcher.resume_token) as back:
+        async with await connect(
+            server.ws, room_id, spectate=True, resume=watcher.resume_token
+        ) as back:
             assert back.pid == watcher.pid
             assert (back.welcome["resumed"], back.welcome["spectator"]) == (True, True)
             first = [await back.recv() for _ in range(3)]

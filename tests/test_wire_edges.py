@@ -11,8 +11,8 @@ import struct
 import msgpack
 from websockets.asyncio.client import connect as ws_connect
 
-from client import connect
 from tests.conftest import state_until
+from tickrelay.client import connect
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
@@ -90,8 +90,11 @@ async def test_frames_arriving_one_byte_at_a_time_are_applied_in_order(server, r
                 writer.write(bytes((byte,)))
                 await writer.drain()
             await state_until(
-                alice, lambda mirror: mirror.acks.get(joined["pid"]) == 3
-                and mirror.players[joined["pid"]] == {"n": 3}
+                alice,
+                lambda mirror: (
+                    mirror.acks.get(joined["pid"]) == 3
+                    and mirror.players[joined["pid"]] == {"n": 3}
+                ),
             )
         finally:
             writer.close()

@@ -4,7 +4,7 @@
 per codec and hands the same bytes to `websockets.broadcast()`, which writes them to every
 connection without awaiting anything. No backpressure at all (a stalled client's buffer
 grows until the heartbeat drops it): that is the price of being the floor.
-Run: ``python -m loadtest.baselines.floor --host 127.0.0.1 --port 8001``.
+Run: ``python -m tickrelay.loadtest.baselines.floor --host 127.0.0.1 --port 8001``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from loadtest.baselines.common import (
+from tickrelay.loadtest.baselines.common import (
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     PATH_PREFIX,

@@ -4,7 +4,7 @@ A ConnectionManager list per room; every input is applied and the resulting room
 broadcast at once (a snap with acks) with a sequential
 ``for ws in active: await ws.send_bytes(frame)`` from the sender's own receive loop, so one
 slow member holds up the whole room. MessagePack only.
-Run: ``python -m loadtest.baselines.tutorial --host 127.0.0.1 --port 8001``.
+Run: ``python -m tickrelay.loadtest.baselines.tutorial --host 127.0.0.1 --port 8001``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ import msgpack
 import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from loadtest.baselines.common import MSGPACK_SUBPROTOCOL, Room, new_pid, parse_args, parse_target
+from tickrelay.loadtest.baselines.common import (
+    MSGPACK_SUBPROTOCOL,
+    Room,
+    new_pid,
+    parse_args,
+    parse_target,
+)
 
 
 class ConnectionManager:

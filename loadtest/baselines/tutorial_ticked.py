@@ -3,7 +3,7 @@
 Inputs only change the state; each room's tick task sends the state (when it changed) to
 each member in turn with ``await ws.send_bytes(frame)``, so a stalled member delays the
 tick for everyone behind it. MessagePack only.
-Run: ``python -m loadtest.baselines.tutorial_ticked --host 127.0.0.1 --port 8001``.
+Run: ``python -m tickrelay.loadtest.baselines.tutorial_ticked --host 127.0.0.1 --port 8001``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import msgpack
 import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from loadtest.baselines.common import (
+from tickrelay.loadtest.baselines.common import (
     MSGPACK_SUBPROTOCOL,
     TICK_RATE,
     Room,
@@ -25,7 +25,7 @@ from loadtest.baselines.common import (
     parse_args,
     parse_target,
 )
-from loadtest.baselines.tutorial import ConnectionManager
+from tickrelay.loadtest.baselines.tutorial import ConnectionManager
 
 
 class TickedRoom(Room):

@@ -1,7 +1,7 @@
 """The backplane: how workers share rooms. One small interface, implementations side by side."""
 
-from server.backplane.base import Backplane, Subscription
-from server.backplane.memory import MemoryBackplane
+from tickrelay.server.backplane.base import Backplane, Subscription
+from tickrelay.server.backplane.memory import MemoryBackplane
 
 __all__ = ["Backplane", "MemoryBackplane", "Subscription", "create_backplane"]
 

@@ -43,8 +43,9 @@ class Backplane(ABC):
     async def subscribe(self, channel: str) -> Subscription: ...
 
     @abstractmethod
-    async def set(self, key: str, value: bytes, ttl: float | None = None,
-                  only_new: bool = False) -> bool:
+    async def set(
+        self, key: str, value: bytes, ttl: float | None = None, only_new: bool = False
+    ) -> bool:
         """Store ``value``; with ``only_new`` only if absent (a lease). True if stored."""
 
     @abstractmethod

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from server.backplane.base import Backplane, Subscription
+from tickrelay.server.backplane.base import Backplane, Subscription
 
 _CLOSED = object()
 
@@ -65,8 +65,9 @@ class MemoryBackplane(Backplane):
             if not subscriptions:
                 del self._channels[channel]
 
-    async def set(self, key: str, value: bytes, ttl: float | None = None,
-                  only_new: bool = False) -> bool:
+    async def set(
+        self, key: str, value: bytes, ttl: float | None = None, only_new: bool = False
+    ) -> bool:
         if only_new and await self.get(key) is not None:
             return False
         expires = time.monotonic() + ttl if ttl is not None else None
