@@ -32,13 +32,13 @@ from tickrelay.server.outbox import Outbox, PeerGone
 from tickrelay.server.ratelimit import FloodGuard, TokenBucket
 from tickrelay.server.settings import Settings
 from tickrelay.server.tasks import Tasks
-from tickrelay.server.transport import TransportHandle
 from tickrelay.server.wire import Encoded, StateFrame, Wire
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
     from tickrelay.server.room import Member, Room
+    from tickrelay.server.transport import TransportHandle
 
 log = logging.getLogger("tickrelay.connection")
 

@@ -11,7 +11,6 @@ import functools
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from starlette.responses import PlainTextResponse
@@ -22,11 +21,10 @@ from tickrelay.protocol.codec import Limits
 from tickrelay.server.auth import AuthError, Identity, check_room, verify
 from tickrelay.server.connection import Connection
 from tickrelay.server.logic import JoinRefused
-from tickrelay.server.metrics import Metrics
 from tickrelay.server.registry import RoomFailed, RoomRegistry
 from tickrelay.server.room import Member, Room, SeatRefused
+from tickrelay.server.services import Services
 from tickrelay.server.settings import Settings
-from tickrelay.server.tasks import Tasks
 from tickrelay.server.transport import EXTENSION, TransportHandle
 
 log = logging.getLogger("tickrelay.endpoint")
@@ -41,17 +39,6 @@ class Refusal(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-@dataclass
-class Services:
-    """What the endpoint and the HTTP API share; lives on ``app.state.services``."""
-
-    settings: Settings
-    registry: RoomRegistry
-    metrics: Metrics
-    tasks: Tasks = field(default_factory=Tasks)
-    draining: bool = False
 
 
 def raw_room_segment(websocket: WebSocket) -> str | None:

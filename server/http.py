@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tickrelay.protocol import CloseCode
 from tickrelay.server import logic as logic_registry
-from tickrelay.server.endpoint import ROOM_ID, Services
+from tickrelay.server.endpoint import ROOM_ID
 from tickrelay.server.registry import RoomExists, RoomFailed
+from tickrelay.server.services import Services
 
 router = APIRouter()
 
