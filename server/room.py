@@ -84,6 +84,9 @@ class Room:
         self._on_empty = on_empty
         self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
         self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats, clock)
+        # Bound once: every input goes through them.
+        self._take_input = self.inputs.receive
+        self._wake = self.ticks.wake
         self.logic: RoomLogic = logic_cls(self)
 
     @property
@@ -334,9 +337,9 @@ class Room:
 
     def receive_input(self, member: Member, message: Input) -> None:
         """Checks made on receipt; the input itself is applied at the next tick."""
-        refused = self.inputs.receive(member, message, self.host.pid)
+        refused = self._take_input(member, message, self.host.pid)
         if refused is None:
-            self.ticks.wake()
+            self._wake()
         else:
             self._error(member, refused[0], refused[1], message.seq)
 
