@@ -10,10 +10,11 @@ from fastapi import FastAPI
 
 from tickrelay.server import logic
 from tickrelay.server.backplane import create_backplane
-from tickrelay.server.endpoint import Services, room_endpoint
+from tickrelay.server.endpoint import room_endpoint
 from tickrelay.server.http import router
 from tickrelay.server.metrics import Metrics
 from tickrelay.server.registry import RoomRegistry
+from tickrelay.server.services import Services
 from tickrelay.server.settings import Settings
 
 log = logging.getLogger("tickrelay")

@@ -8,15 +8,11 @@ from dataclasses import dataclass
 import jwt
 
 from tickrelay.protocol import CloseCode
+from tickrelay.server.refusal import JoinRefusal
 
 
-class AuthError(Exception):
+class AuthError(JoinRefusal):
     """A refused join; ``code`` is 4001 (who are you?) or 4003 (not this room)."""
-
-    def __init__(self, code: CloseCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocketDisconnect
@@ -32,13 +33,14 @@ from tickrelay.server.outbox import Outbox, PeerGone
 from tickrelay.server.ratelimit import FloodGuard, TokenBucket
 from tickrelay.server.settings import Settings
 from tickrelay.server.tasks import Tasks
-from tickrelay.server.transport import TransportHandle
 from tickrelay.server.wire import Encoded, StateFrame, Wire
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
-    from tickrelay.server.room import Member, Room
+    from tickrelay.server.links import RoomLink
+    from tickrelay.server.members import Member
+    from tickrelay.server.transport import TransportHandle
 
 log = logging.getLogger("tickrelay.connection")
 
@@ -53,8 +55,30 @@ _END_BY_CODE: dict[int, LeaveReason | None] = {
 }
 
 
+class ConnectionState(IntEnum):
+    """Ordered: a connection only moves forward, and ``< CLOSING`` is "still writable"."""
+
+    OPEN = 0  # accepted, joining
+    JOINED = 1  # holds a place: messages go to its room
+    CLOSING = 2  # the server closed it (``close_code``); nothing more is written or read
+    CLOSED = 3  # gone
+
+
+OPEN = ConnectionState.OPEN
+JOINED = ConnectionState.JOINED
+CLOSING = ConnectionState.CLOSING
+CLOSED = ConnectionState.CLOSED
+
+
 class Connection:
-    """A joined WebSocket: its outbox, its rate limits, and the place it holds in a room."""
+    """A WebSocket member of a room: its outbox, its rate limits, the place it holds.
+
+    Implements ``MemberLink`` for its room and talks to the room only through ``RoomLink``.
+    """
+
+    # Set by ``joined``, the end of the join path; read only once JOINED.
+    room: RoomLink
+    member: Member
 
     def __init__(
         self,
@@ -67,8 +91,7 @@ class Connection:
         self.websocket: WebSocket | None = websocket
         self.codec = codec
         self.handle = handle
-        self.room: Room | None = None
-        self.member: Member | None = None
+        self.state = OPEN
         self.close_code: int | None = None
         direct = handle.write_frame if handle is not None and handle.can_write_frames else None
         self.outbox = Outbox(
@@ -99,15 +122,18 @@ class Connection:
             raise PeerGone from exc
 
     def push_reliable(self, wire: Wire) -> None:
-        if self.close_code is None and not self.outbox.push_reliable(wire):
+        if self.state < CLOSING and not self.outbox.push_reliable(wire):
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer: reliable queue overflowed")
 
     def push_state(self, frame: StateFrame) -> None:
-        if self.close_code is None:
+        if self.state < CLOSING:
             self.outbox.push_state(frame)
 
     def send_error(self, code: ErrorCode, msg: str, ref: int | str | None = None) -> None:
         self.push_reliable(Wire(m.error(code.value, msg, ref)))
+
+    def take_reliable(self) -> list[Wire]:
+        return self.outbox.take_reliable()
 
     @property
     def queued_bytes(self) -> int:
@@ -115,12 +141,35 @@ class Connection:
         buffered = self.handle.buffered if self.handle is not None else 0
         return self.outbox.queued_bytes + buffered
 
+    def stats(self) -> dict[str, int]:
+        outbox = self.outbox
+        return {
+            "reliable_queued": outbox.reliable_len,
+            "sent_messages": outbox.sent_messages,
+            "sent_states": outbox.sent_states,
+            "skipped_states": outbox.skipped_states,
+        }
+
+    # Joining and ending ------------------------------------------------------------------
+
+    def joined(self, room: RoomLink, member: Member) -> None:
+        """The join path's last step: from here the connection's messages go to ``room``."""
+        self.room = room
+        self.member = member
+        if self.state is OPEN:  # not closed during the join (a carried backlog overflowed)
+            self.state = JOINED
+
+    def ended(self, disconnect_code: int | None) -> None:
+        """The connection is gone: its room decides what happens to the place."""
+        self.room.connection_ended(self.member, self, self.end_reason(disconnect_code))
+
     # Closing -----------------------------------------------------------------------------
 
     def close(self, code: int, reason: str) -> None:
         """Close now, whatever is still queued; safe to call from any room callback."""
-        if self.close_code is not None:
+        if self.state >= CLOSING:
             return
+        self.state = CLOSING
         self.close_code = code
         self._stopped_writer = self.outbox.close()
         if self.handle is not None:
@@ -134,7 +183,7 @@ class Connection:
 
     def end_reason(self, disconnect_code: int | None) -> LeaveReason | None:
         """How the place ends after this connection: None is a drop (resume grace)."""
-        if self.close_code is not None:
+        if self.close_code is not None:  # the server closed it
             return _END_BY_CODE.get(self.close_code)
         failed = self.handle.failed_code if self.handle is not None else disconnect_code
         if failed in (CloseCode.TOO_LARGE, CloseCode.BAD_REQUEST):
@@ -143,6 +192,7 @@ class Connection:
 
     def release(self) -> None:
         """The connection is gone: stop its writer (the task owner awaits it)."""
+        self.state = CLOSED
         self.outbox.close()
 
     async def finish(self) -> None:
@@ -164,7 +214,7 @@ class Connection:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return message.get("code")
-            if self.close_code is not None:
+            if self.state >= CLOSING:
                 continue
             data = message.get("bytes")
             if data is None:
@@ -202,15 +252,14 @@ class Connection:
         return False
 
     def dispatch(self, message: Any) -> None:
-        room, member = self.room, self.member
-        if room is None or member is None or member.conn is not self:
+        if self.state is not JOINED:
             return
         if isinstance(message, Input):
-            room.receive_input(member, message)
+            self.room.receive_input(self.member, message)
         elif isinstance(message, Event):
-            room.receive_event(member, message)
+            self.room.receive_event(self.member, message)
         elif isinstance(message, Ping):
             self.push_reliable(Wire(m.pong(message.id, now_ms(), message.ct)))
         else:
-            room.leave(member)
+            self.room.leave(self.member)
             self.close(CloseCode.NORMAL, "left")

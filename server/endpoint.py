@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import secrets
-from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from starlette.responses import PlainTextResponse
@@ -19,14 +17,12 @@ from starlette.websockets import WebSocket
 
 from tickrelay.protocol import CloseCode, codec_for, negotiate
 from tickrelay.protocol.codec import Limits
-from tickrelay.server.auth import AuthError, Identity, check_room, verify
+from tickrelay.server.auth import Identity, check_room, verify
 from tickrelay.server.connection import Connection
-from tickrelay.server.logic import JoinRefused
-from tickrelay.server.metrics import Metrics
-from tickrelay.server.registry import RoomFailed, RoomRegistry
-from tickrelay.server.room import Member, Room, SeatRefused
+from tickrelay.server.refusal import JoinRefusal
+from tickrelay.server.room import RESUME_FAILED
+from tickrelay.server.services import Services
 from tickrelay.server.settings import Settings
-from tickrelay.server.tasks import Tasks
 from tickrelay.server.transport import EXTENSION, TransportHandle
 
 log = logging.getLogger("tickrelay.endpoint")
@@ -34,24 +30,6 @@ log = logging.getLogger("tickrelay.endpoint")
 PREFIX = "/ws/rooms/"
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TRUE_VALUES = ("1", "true")
-
-
-class Refusal(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-@dataclass
-class Services:
-    """What the endpoint and the HTTP API share; lives on ``app.state.services``."""
-
-    settings: Settings
-    registry: RoomRegistry
-    metrics: Metrics
-    tasks: Tasks = field(default_factory=Tasks)
-    draining: bool = False
 
 
 def raw_room_segment(websocket: WebSocket) -> str | None:
@@ -95,104 +73,75 @@ async def room_endpoint(websocket: WebSocket) -> None:
     detached = False
     try:
         try:
-            room = join(services, conn, websocket, unquote(segment), metrics.connections)
-        except Refusal as refusal:
+            await join(services, conn, websocket, unquote(segment), metrics.connections)
+        except JoinRefusal as refusal:
             metrics.refuse(refusal.code)
             await websocket.close(refusal.code, refusal.reason)
             return
         if handle is not None:
             handle.set_message_handler(conn.handle_frame)
-            handle.detach(functools.partial(connection_lost, services, room, conn))
+            handle.detach(functools.partial(connection_lost, services, conn))
             conn.websocket = None  # the handshake's objects can go
             detached = True
             return  # the room and the transport own the connection from here
-        disconnect_code = await conn.serve()
-        room.connection_ended(conn, conn.end_reason(disconnect_code))
+        conn.ended(await conn.serve())
     finally:
         if not detached:
             metrics.connections -= 1
             await conn.finish()
 
 
-def connection_lost(services: Services, room: Room, conn: Connection, code: int | None) -> None:
+def connection_lost(services: Services, conn: Connection, code: int | None) -> None:
     """The end of a detached connection: its place goes away or into resume grace."""
     services.metrics.connections -= 1
-    room.connection_ended(conn, conn.end_reason(code))
+    conn.ended(code)
     conn.release()
 
 
-def join(
+async def join(
     services: Services, conn: Connection, websocket: WebSocket, room_id: str, connections: int
-) -> Room:
-    """Run the contract's checks in order and take a place in the room, or raise Refusal."""
+) -> None:
+    """Run the contract's checks in order and take a place in the room, or raise JoinRefusal.
+
+    The order: busy (1013), bad id or spectate value (4000), the token (4001, 4003), then
+    the room (a resume's token 4012 or 4001, no room 4004, a takeover 4003, full 4009).
+    """
     settings = services.settings
     if connections > settings.max_connections or services.draining:
-        raise Refusal(CloseCode.TRY_AGAIN, "server busy, try again later")
+        raise JoinRefusal(CloseCode.TRY_AGAIN, "server busy, try again later")
     if not ROOM_ID.fullmatch(room_id):
-        raise Refusal(CloseCode.BAD_REQUEST, "bad room id")
+        raise JoinRefusal(CloseCode.BAD_REQUEST, "bad room id")
     query = websocket.query_params
     spectate_value = query.get("spectate")
     if spectate_value is not None and spectate_value not in TRUE_VALUES:
-        raise Refusal(CloseCode.BAD_REQUEST, "bad spectate value")
-    spectate = spectate_value is not None
+        raise JoinRefusal(CloseCode.BAD_REQUEST, "bad spectate value")
     identity = authenticate(settings, websocket, room_id)
-    if identity is not None and identity.spectate_only:
-        spectate = True
-    registry = services.registry
-    resumed = find_resumed(registry, room_id, query.get("resume"), identity)
-    room = registry.get(room_id)
+    spectate_only = identity is not None and identity.spectate_only
+    resume_token = query.get("resume")
+    create = settings.create_rooms_on_join and resume_token is None
+    room = await services.registry.locate(room_id, create=create)
     if room is None:
-        if not settings.create_rooms_on_join:
-            raise Refusal(CloseCode.NO_ROOM, "no such room")
-        try:
-            room = registry.create(room_id)
-        except RoomFailed as exc:
-            raise Refusal(CloseCode.INTERNAL, str(exc)) from None
-    conn.room = room
-    pid = identity.pid if identity is not None else secrets.token_hex(6)
-    existing = resumed if resumed is not None else room.members.get(pid)
-    if existing is not None:
-        if identity is not None and identity.spectate_only and not existing.spectator:
-            raise Refusal(CloseCode.FORBIDDEN, "a spectate-only token cannot take over a seat")
-        room.reattach(conn, existing, by_token=resumed is not None)
-        return room
-    try:
-        room.admit(conn, pid, spectate)
-    except SeatRefused as exc:
-        raise Refusal(CloseCode.ROOM_FULL, str(exc)) from None
-    except JoinRefused as exc:
-        raise Refusal(exc.code, exc.reason) from None
-    return room
+        if resume_token is not None:
+            raise JoinRefusal(CloseCode.RESUME_FAILED, RESUME_FAILED)
+        raise JoinRefusal(CloseCode.NO_ROOM, "no such room")
+    member = room.join(
+        conn,
+        identity.pid if identity is not None else None,
+        spectate_value is not None or spectate_only,
+        resume_token,
+        spectate_only,
+    )
+    conn.joined(room, member)
 
 
 def authenticate(settings: Settings, websocket: WebSocket, room_id: str) -> Identity | None:
+    """The verified identity, or None when auth is off; raises AuthError (a JoinRefusal)."""
     if not settings.auth_secret:
         return None
     token = websocket.query_params.get("token")
     header = websocket.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         token = header[7:].strip()
-    try:
-        identity = verify(token, settings.auth_secret, settings.auth_leeway)
-        check_room(identity, room_id)
-    except AuthError as exc:
-        raise Refusal(exc.code, exc.reason) from None
+    identity = verify(token, settings.auth_secret, settings.auth_leeway)
+    check_room(identity, room_id)
     return identity
-
-
-def find_resumed(
-    registry: RoomRegistry, room_id: str, token: str | None, identity: Identity | None
-) -> Member | None:
-    """The place a resume token names, or Refusal 4012 (4001 if it is someone else's)."""
-    if token is None:
-        return None
-    found = registry.tokens.lookup(token)
-    room = registry.get(room_id)
-    if found is None or found[0] != room_id or room is None:
-        raise Refusal(CloseCode.RESUME_FAILED, "unknown or expired resume token")
-    member = room.members.get(found[1])
-    if member is None or member.resume_token != token:
-        raise Refusal(CloseCode.RESUME_FAILED, "unknown or expired resume token")
-    if identity is not None and identity.pid != member.pid:
-        raise Refusal(CloseCode.UNAUTHORIZED, "token does not match the resumed player")
-    return member

@@ -1,4 +1,4 @@
-"""A fast reader of client WebSocket frames, for the common case only.
+"""WebSocket framing without I/O: frames the server writes, and a fast reader of client frames.
 
 Game clients send many small, whole, masked data frames. websockets' general parser (a
 generator that handles every case of RFC 6455) costs a few microseconds per frame; this
@@ -10,6 +10,7 @@ the general parser or handles it itself.
 
 from __future__ import annotations
 
+import struct
 from enum import IntEnum
 
 from websockets.frames import apply_mask
@@ -72,3 +73,27 @@ def read_frame(buffer: bytes | bytearray, start: int, max_size: int) -> tuple[Ki
     # apply_mask takes any buffer and returns new bytes: slices need no extra copy.
     payload = apply_mask(buffer[offset + 4 : end], buffer[offset : offset + 4])
     return kind, payload, end
+
+
+_TEXT = 0x81  # FIN + text opcode
+_BINARY = 0x82  # FIN + binary opcode
+
+
+def frame(payload: bytes | str) -> bytes:
+    """One unmasked, unfragmented WebSocket frame (RFC 6455 section 5.2).
+
+    Server frames carry no mask, so the same framed bytes can be written to every client
+    that should receive the message: framing is done once, not once per client.
+    """
+    if isinstance(payload, str):
+        data, first = payload.encode(), _TEXT
+    else:
+        data, first = payload, _BINARY
+    size = len(data)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + data

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tickrelay.protocol import CloseCode
 from tickrelay.server import logic as logic_registry
-from tickrelay.server.endpoint import ROOM_ID, Services
+from tickrelay.server.endpoint import ROOM_ID
 from tickrelay.server.registry import RoomExists, RoomFailed
+from tickrelay.server.services import Services
 
 router = APIRouter()
 
@@ -168,27 +169,7 @@ async def connections(room_id: str, svc: ServicesDep) -> list[dict[str, Any]]:
     room = svc.registry.get(room_id)
     if room is None:
         raise HTTPException(404, "no such room")
-    out = []
-    for member in room.members.values():
-        conn = member.conn
-        entry: dict[str, Any] = {
-            "pid": member.pid,
-            "spectator": member.spectator,
-            "away": conn is None,
-            "gap_messages": len(member.gap or ()),
-            "gap_bytes": member.gap_bytes,
-        }
-        if conn is not None:
-            outbox = conn.outbox
-            entry.update(
-                queued_bytes=conn.queued_bytes,
-                reliable_queued=outbox.reliable_len,
-                sent_messages=outbox.sent_messages,
-                sent_states=outbox.sent_states,
-                skipped_states=outbox.skipped_states,
-            )
-        out.append(entry)
-    return out
+    return room.describe_members()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -14,18 +14,17 @@ import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tickrelay.protocol import CloseCode
+from tickrelay.server.refusal import JoinRefusal
 
 if TYPE_CHECKING:
     from tickrelay.server.room import Room
 
 
-class JoinRefused(Exception):
+class JoinRefused(JoinRefusal):
     """Raised by ``on_join`` to turn a player away with a close code and a reason."""
 
     def __init__(self, reason: str, code: CloseCode = CloseCode.FORBIDDEN) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+        super().__init__(code, reason)
 
 
 class InputRefused(Exception):

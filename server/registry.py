@@ -10,8 +10,11 @@ from typing import Any
 
 from tickrelay.protocol import CloseCode
 from tickrelay.server.backplane import Backplane
+from tickrelay.server.clock import Clock, LoopClock
 from tickrelay.server.metrics import Metrics
-from tickrelay.server.room import Room, RoomLimits, RoomOptions
+from tickrelay.server.refusal import JoinRefusal
+from tickrelay.server.room import Room
+from tickrelay.server.room_options import RoomLimits, RoomOptions
 from tickrelay.server.settings import Settings
 from tickrelay.server.tokens import ResumeTokens
 
@@ -22,15 +25,25 @@ class RoomExists(Exception):
     """A room with that id already exists (HTTP 409)."""
 
 
-class RoomFailed(Exception):
-    """The room's logic failed in ``on_create``; the room was not kept."""
+class RoomFailed(JoinRefusal):
+    """The room's logic failed in ``on_create``; the room was not kept (a join gets 1011)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(CloseCode.INTERNAL, reason)
 
 
 class RoomRegistry:
     """Owns every room and the tasks that dispose of them."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, backplane: Backplane) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        backplane: Backplane,
+        clock: Clock | None = None,
+    ) -> None:
         self.settings = settings
+        self.clock = clock or LoopClock()
         self.metrics = metrics
         self.backplane = backplane
         self.rooms: dict[str, Room] = {}
@@ -57,6 +70,14 @@ class RoomRegistry:
     def get(self, room_id: str) -> Room | None:
         return self.rooms.get(room_id)
 
+    async def locate(self, room_id: str, create: bool) -> Room | None:
+        """The room a join goes to: this worker's, or a new one when ``create`` (None when
+        neither). Async so that a registry shared between workers can ask the cluster."""
+        room = self.rooms.get(room_id)
+        if room is None and create:
+            room = self.create(room_id)
+        return room
+
     def create(self, room_id: str | None = None, options: RoomOptions | None = None) -> Room:
         if room_id is None:
             room_id = self._new_id()
@@ -69,6 +90,7 @@ class RoomRegistry:
             self.tokens,
             self.metrics.ticks,
             self._room_idle,
+            self.clock,
         )
         try:
             room.start()

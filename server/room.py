@@ -1,97 +1,58 @@
-"""A room: its members, seats, host, presence and resume grace, around its state and tick.
+"""A room: the composition of its roster, host role, resume grace, inputs, state and tick.
 
-Everything here runs on the event loop between awaits, so a room needs no locks: a join,
-a drop, an input or a tick each happens whole. Inputs wait for the next tick; events and
-presence go out at once as reliable messages, encoded once for all who receive them.
+Each part does one job in its own module (``members``, ``host``, ``grace``, ``inputs``,
+``fanout``, ``state``, ``tick``); the room decides what happens when a member joins, comes
+back, drops or leaves, and what its logic may do. It reaches members only through their
+``MemberLink`` and time only through its ``Clock``, so it runs without a socket or a loop.
+
+Everything runs on the event loop between awaits, so a room needs no locks: a join, a drop,
+an input or a tick each happens whole. Inputs wait for the next tick; events and presence
+go out at once as reliable messages, encoded once for all who receive them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-from collections import deque
+import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import tickrelay.protocol.messages as m
 from tickrelay.protocol import CloseCode, ErrorCode, Event, Input, LeaveReason, apply_patch, now_ms
+from tickrelay.server import fanout
 from tickrelay.server import logic as logic_registry
-from tickrelay.server.logic import InputRefused, JoinRefused, RoomLogic
+from tickrelay.server.clock import Clock, Countdown, LoopClock
+from tickrelay.server.grace import ResumeGrace
+from tickrelay.server.host import HostRole
+from tickrelay.server.inputs import InputQueue
+from tickrelay.server.logic import JoinRefused, RoomLogic
+from tickrelay.server.members import AWAY, CONNECTED, Member, Roster, SeatRefused
 from tickrelay.server.metrics import TickStats
+from tickrelay.server.refusal import JoinRefusal
+from tickrelay.server.room_options import RoomLimits, RoomOptions
 from tickrelay.server.state import RoomState, StateTooLarge, encoded_size
 from tickrelay.server.tick import TickLoop
 from tickrelay.server.wire import Wire
 
 if TYPE_CHECKING:
-    from tickrelay.server.connection import Connection
+    from tickrelay.server.links import MemberLink
     from tickrelay.server.tokens import ResumeTokens
+
+__all__ = ["Member", "Room", "RoomLimits", "RoomOptions", "RoomStatus", "SeatRefused"]
 
 log = logging.getLogger("tickrelay.room")
 
-
-@dataclass(frozen=True, slots=True)
-class RoomOptions:
-    """What a room is created with (defaults come from the settings)."""
-
-    tick_rate: int = 20
-    max_players: int = 16
-    max_spectators: int = 64
-    private: bool = False
-    logic: str = "relay"
-    meta: dict[str, Any] = field(default_factory=dict)
+RESUME_FAILED = "unknown or expired resume token"
 
 
-@dataclass(frozen=True, slots=True)
-class RoomLimits:
-    """Per-room bounds taken from the settings."""
-
-    resume_grace: float = 15.0
-    idle_timeout: float = 30.0
-    gap_messages: int = 1024
-    gap_bytes: int = 1024 * 1024
-    max_player_bytes: int = 16 * 1024
-    max_room_bytes: int = 256 * 1024
-
-
-class SeatRefused(Exception):
-    """No seat or spectator place is free (4009)."""
-
-
-class Member:
-    """A player or spectator of a room, connected or inside its resume grace."""
-
-    __slots__ = (
-        "conn",
-        "gap",
-        "gap_bytes",
-        "grace",
-        "last_seq",
-        "order",
-        "pid",
-        "resume_token",
-        "spectator",
-    )
-
-    def __init__(self, pid: str, spectator: bool, order: int) -> None:
-        self.pid = pid
-        self.spectator = spectator
-        self.order = order
-        self.conn: Connection | None = None
-        self.resume_token = ""
-        self.gap: deque[Wire] | None = None
-        self.gap_bytes = 0
-        self.grace: asyncio.TimerHandle | None = None
-        self.last_seq = 0
-
-    @property
-    def away(self) -> bool:
-        return self.conn is None
+class RoomStatus(Enum):
+    OPEN = "open"
+    CLOSED = "closed"  # disposed: members closed, tick stopped
 
 
 class Room:
-    """One game room. The endpoint admits connections; the tick loop runs ``_step``."""
+    """One game room; implements ``RoomLink`` for the connections of its members."""
 
     def __init__(
         self,
@@ -101,49 +62,60 @@ class Room:
         tokens: ResumeTokens,
         tick_stats: TickStats,
         on_empty: Callable[[Room], None],
+        clock: Clock | None = None,
     ) -> None:
         logic_cls = logic_registry.get(options.logic)
         if logic_cls is None:
             raise ValueError(f"unknown logic {options.logic!r}")
+        clock = clock or LoopClock()
         self.id = room_id
         self.options = options
         self.limits = limits
         self.tokens = tokens
-        self.members: dict[str, Member] = {}
-        self.seated = 0
-        self.spectators = 0
-        self.host: str | None = None
+        self.status = RoomStatus.OPEN
+        self.roster = Roster(options.max_players, options.max_spectators)
+        self.host = HostRole()
         self.state = RoomState(limits.max_player_bytes, limits.max_room_bytes)
-        self.closed = False
-        self._inputs: list[tuple[Member, Input]] = []
-        # While on_input runs: the player states it changed, as they were before (for undo).
-        self._journal: dict[str, Any] | None = None
-        # New connections whose first snap waits for the next tick (see _send_snap).
-        self._want_snap: list[Connection] = []
-        self._order = itertools.count()
+        self.inputs = InputQueue(self.state, room_id)
+        self.grace = ResumeGrace(clock, limits, self._grace_over)
+        self._keep = self.grace.keep
+        # Members whose first snap waits for the next tick (see _send_snap).
+        self._want_snap: list[tuple[Member, MemberLink]] = []
         self._on_empty = on_empty
-        self._idle: asyncio.TimerHandle | None = None
-        self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats)
+        self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
+        self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats, clock)
+        # Bound once: every input goes through them.
+        self._take_input = self.inputs.receive
+        self._wake = self.ticks.wake
         self.logic: RoomLogic = logic_cls(self)
+
+    @property
+    def seated(self) -> int:
+        return self.roster.seated
+
+    @property
+    def spectators(self) -> int:
+        return self.roster.spectators
 
     # Lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self.logic.on_create(dict(self.options.meta))
         self.ticks.start()
-        self._arm_idle()
+        self._idle.arm()
 
     async def close(self, code: CloseCode = CloseCode.NO_ROOM, reason: str = "room closed") -> None:
-        """Dispose: close every member's connection with ``code`` and stop the tick."""
-        if self.closed:
+        """Dispose: close every member's link with ``code`` and stop the tick."""
+        if self.status is RoomStatus.CLOSED:
             return
-        self.closed = True
-        self._disarm_idle()
-        for member in list(self.members.values()):
+        self.status = RoomStatus.CLOSED
+        self._idle.disarm()
+        links = list(self.roster.links.values())
+        for member in self.roster.members.values():
             self._forget(member)
-            if member.conn is not None:
-                member.conn.close(code, reason)
-        self.members.clear()
+        self.roster.clear()
+        for link in links:
+            link.close(code, reason)
         await self.ticks.stop()
         try:
             self.logic.on_dispose()
@@ -153,8 +125,8 @@ class Room:
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "players": self.seated,
-            "spectators": self.spectators,
+            "players": self.roster.seated,
+            "spectators": self.roster.spectators,
             "max_players": self.options.max_players,
             "max_spectators": self.options.max_spectators,
             "tick_rate": self.options.tick_rate,
@@ -164,38 +136,65 @@ class Room:
             "meta": self.options.meta,
         }
 
-    # Admission ---------------------------------------------------------------------------
+    def describe_members(self) -> list[dict[str, Any]]:
+        return [member.describe() for member in self.roster.members.values()]
 
-    def check_place(self, spectator: bool) -> None:
-        if spectator:
-            if self.spectators >= self.options.max_spectators:
-                raise SeatRefused("no spectator place free")
-        elif self.seated >= self.options.max_players:
-            raise SeatRefused("room full")
+    # Joining -----------------------------------------------------------------------------
 
-    def admit(self, conn: Connection, pid: str, spectator: bool) -> Member:
-        """Seat a new player (or place a spectator). ``on_join`` may raise JoinRefused."""
-        self.check_place(spectator)
+    def join(
+        self,
+        link: MemberLink,
+        pid: str | None,
+        spectator: bool,
+        resume_token: str | None = None,
+        spectate_only: bool = False,
+    ) -> Member:
+        """Take a place: resume by token, take over the same pid's place (4010 to the old
+        link), or a new seat or spectator place. ``pid`` None is an anonymous player.
+
+        Raises a JoinRefusal in the contract's order: 4012 (4001 for another player's
+        token), 4003 (a spectate-only token taking over a seat), then 4009 or the logic's.
+        """
+        if self.status is RoomStatus.CLOSED:
+            raise JoinRefusal(CloseCode.NO_ROOM, "no such room")
+        resumed = self._resumed(resume_token, pid) if resume_token is not None else None
+        if pid is None:
+            pid = secrets.token_hex(6)
+        existing = resumed if resumed is not None else self.roster.members.get(pid)
+        if existing is None:
+            return self._admit(link, pid, spectator)
+        if spectate_only and not existing.spectator:
+            raise JoinRefusal(CloseCode.FORBIDDEN, "a spectate-only token cannot take over a seat")
+        self._reattach(link, existing, by_token=resumed is not None)
+        return existing
+
+    def _resumed(self, token: str, pid: str | None) -> Member:
+        found = self.tokens.lookup(token)
+        if found is None or found[0] != self.id:
+            raise JoinRefusal(CloseCode.RESUME_FAILED, RESUME_FAILED)
+        member = self.roster.members.get(found[1])
+        if member is None or member.resume_token != token:
+            raise JoinRefusal(CloseCode.RESUME_FAILED, RESUME_FAILED)
+        if pid is not None and pid != member.pid:
+            raise JoinRefusal(CloseCode.UNAUTHORIZED, "token does not match the resumed player")
+        return member
+
+    def _admit(self, link: MemberLink, pid: str, spectator: bool) -> Member:
+        """Seat a new player (or place a spectator). ``on_join`` may refuse it."""
+        self.roster.check_place(spectator)
         initial = self._run_on_join(pid, spectator)
-        member = Member(pid, spectator, next(self._order))
-        member.conn = conn
-        conn.member = member
-        self.members[pid] = member
-        self._disarm_idle()
+        member = self.roster.add(pid, spectator, link)
+        self._idle.disarm()
         if spectator:
-            self.spectators += 1
-            self._welcome(member, resumed=False)
-            self._send_snap(conn)
+            self._welcome(member, link, resumed=False)
+            self._send_snap(member, link)
             return member
-        self.seated += 1
         self.state.add_player(pid)
         if initial:
             self.state.set_player(pid, initial)
-        new_host = self.host is None
-        if new_host:
-            self.host = pid
-        self._welcome(member, resumed=False)
-        self._broadcast(m.join(pid), exclude=member)
+        new_host = self.host.claim(member)
+        self._welcome(member, link, resumed=False)
+        self._broadcast(m.join(pid), exclude=pid)
         if new_host:
             self._broadcast(m.host(pid))
         self.ticks.wake()
@@ -220,63 +219,58 @@ class Room:
             log.exception("room %s: on_join failed", self.id)
             raise JoinRefused("the room could not admit the player", CloseCode.INTERNAL) from None
 
-    def reattach(self, conn: Connection, member: Member, by_token: bool) -> None:
-        """A connection takes over a place: a resume inside the grace, or a takeover (4010)."""
-        old = member.conn
-        if old is not None:
-            carried = old.outbox.take_reliable()
-            member.conn = None
+    def _reattach(self, link: MemberLink, member: Member, by_token: bool) -> None:
+        """A link takes over a place: a resume inside the grace, or a takeover (4010)."""
+        old = member.link
+        if member.state is CONNECTED and old is not None:
+            carried = old.take_reliable()
             old.close(CloseCode.REPLACED, "replaced by a newer connection")
-            came_back = False
         else:
-            carried = list(member.gap or ())
-            self._end_grace(member)
-            came_back = True
-        member.conn = conn
-        conn.member = member
-        self._welcome(member, resumed=by_token or not member.spectator)
+            carried = self.grace.end(member)
+        came_back = member.state is AWAY
+        self.roster.connect(member, link)
+        self._welcome(member, link, resumed=by_token or not member.spectator)
         for wire in carried:
-            conn.push_reliable(wire)
-        self._send_snap(conn)
+            link.push_reliable(wire)
+        self._send_snap(member, link)
         if member.spectator:
             return
         if came_back:
-            self._broadcast(m.back(member.pid), exclude=member)
-        if self.host is None:
-            self._set_host(member.pid)
+            self._broadcast(m.back(member.pid), exclude=member.pid)
+        if self.host.claim(member):
+            self._broadcast(m.host(member.pid))
 
-    def _send_snap(self, conn: Connection) -> None:
-        """The current state for a new connection: the last frame when it is current, else
-        the next tick's (a join already announced must not be missing from the snap)."""
+    def _send_snap(self, member: Member, link: MemberLink) -> None:
+        """The current state for a new link: the last frame when it is current, else the
+        next tick's (a join already announced must not be missing from the snap)."""
         if self.state.dirty:
-            self._want_snap.append(conn)
+            self._want_snap.append((member, link))
             self.ticks.wake()
         else:
-            conn.push_state(self.state.last_frame)
+            link.push_state(self.state.last_frame)
 
-    def _welcome(self, member: Member, resumed: bool) -> None:
-        conn = member.conn
-        assert conn is not None
+    def _welcome(self, member: Member, link: MemberLink, resumed: bool) -> None:
         member.resume_token = self.tokens.issue(self.id, member.pid, member.resume_token)
         welcome = m.welcome(
             member.pid,
             self.id,
             self.state.last_frame.tick,
             self.options.tick_rate,
-            self.host,
+            self.host.pid,
             member.resume_token,
             member.spectator,
             resumed,
             now_ms(),
         )
-        conn.push_reliable(Wire(welcome))
+        link.push_reliable(Wire(welcome))
 
     # Departures --------------------------------------------------------------------------
 
-    def connection_ended(self, conn: Connection, reason: LeaveReason | None) -> None:
-        """The connection is gone: a drop (``reason`` None) keeps the place for the grace."""
-        member = conn.member
-        if member is None or member.conn is not conn or self.members.get(member.pid) is not member:
+    def connection_ended(
+        self, member: Member, link: MemberLink, reason: LeaveReason | None
+    ) -> None:
+        """The link is gone: a drop (``reason`` None) keeps the place for the grace."""
+        if member.link is not link or not self.roster.holds(member):
             return
         if reason is None:
             self._drop(member)
@@ -287,95 +281,67 @@ class Room:
         self.remove(member, LeaveReason.LEFT)
 
     def kick(self, pid: str) -> bool:
-        member = self.members.get(pid)
+        member = self.roster.members.get(pid)
         if member is None:
             return False
-        conn = member.conn
+        link = member.link
         self.remove(member, LeaveReason.KICKED)
-        if conn is not None:
-            conn.close(CloseCode.KICKED, "kicked")
+        if link is not None:
+            link.close(CloseCode.KICKED, "kicked")
         return True
 
     def remove(self, member: Member, reason: LeaveReason) -> None:
         """The member gives up its place for good."""
-        if self.members.get(member.pid) is not member:
+        if not self.roster.holds(member):
             return
-        del self.members[member.pid]
+        self.roster.remove(member)
         self._forget(member)
-        if member.spectator:
-            self.spectators -= 1
-        else:
-            self.seated -= 1
+        if not member.spectator:
             self.state.remove_player(member.pid)
             self.ticks.wake()
-            self._broadcast(m.leave(member.pid, reason.value), exclude=member)
+            self._broadcast(m.leave(member.pid, reason.value), exclude=member.pid)
             try:
                 self.logic.on_leave(member.pid, reason.value)
             except Exception:
                 log.exception("room %s: on_leave failed", self.id)
-            if self.host == member.pid:
-                self._set_host(self._next_host())
-        if not self.members:
-            self._arm_idle()
+            if self.host.pid == member.pid:
+                self._pass_host()
+        if not self.roster:
+            self._idle.arm()
 
     def _drop(self, member: Member) -> None:
-        member.conn = None
-        if self.limits.resume_grace <= 0:
+        self.roster.disconnect(member)
+        if not self.grace.enabled:
             self.remove(member, LeaveReason.TIMEOUT)
             return
-        member.gap = deque()
-        member.gap_bytes = 0
-        loop = asyncio.get_running_loop()
-        member.grace = loop.call_later(self.limits.resume_grace, self._grace_over, member)
+        self.grace.start(member)
         if member.spectator:
             return
-        self._broadcast(m.away(member.pid), exclude=member)
-        if self.host == member.pid:
-            self._set_host(self._next_host())
+        self._broadcast(m.away(member.pid), exclude=member.pid)
+        if self.host.pid == member.pid:
+            self._pass_host()
 
     def _grace_over(self, member: Member) -> None:
-        member.grace = None
-        if member.conn is None:
+        if member.state is AWAY:
             self.remove(member, LeaveReason.TIMEOUT)
 
-    def _end_grace(self, member: Member) -> None:
-        if member.grace is not None:
-            member.grace.cancel()
-            member.grace = None
-        member.gap = None
-        member.gap_bytes = 0
-
     def _forget(self, member: Member) -> None:
-        self._end_grace(member)
+        self.grace.end(member)
         self.tokens.revoke(member.resume_token)
 
-    # Host --------------------------------------------------------------------------------
-
-    def _next_host(self) -> str | None:
-        candidates = [x for x in self.members.values() if not x.spectator and x.conn is not None]
-        return min(candidates, key=lambda x: x.order).pid if candidates else None
-
-    def _set_host(self, pid: str | None) -> None:
-        if pid != self.host:
-            self.host = pid
-            self._broadcast(m.host(pid))
+    def _pass_host(self) -> None:
+        if self.host.pass_on(self.roster.members.values()):
+            self._broadcast(m.host(self.host.pid))
 
     # Messages from members ---------------------------------------------------------------
 
     def receive_input(self, member: Member, message: Input) -> None:
         """Checks made on receipt; the input itself is applied at the next tick."""
-        conn = member.conn
-        assert conn is not None
-        if member.spectator:
-            conn.send_error(ErrorCode.SPECTATOR, "spectators cannot send input", message.seq)
-        elif message.seq <= member.last_seq:
-            conn.send_error(ErrorCode.STALE, f"seq must be above {member.last_seq}", message.seq)
-        elif message.room is not None and self.host != member.pid:
-            conn.send_error(ErrorCode.NOT_HOST, "only the host may patch the room", message.seq)
+        refused = self._take_input(member, message, self.host.pid)
+        if refused is None:
+            self._wake()
         else:
-            member.last_seq = message.seq
-            self._inputs.append((member, message))
-            self.ticks.wake()
+            self._error(member, refused[0], refused[1], message.seq)
 
     def receive_event(self, member: Member, message: Event) -> None:
         try:
@@ -386,21 +352,19 @@ class Room:
         if relay:
             self.send_event(message.d, message.to, sender=member)
 
+    def _error(self, member: Member, code: ErrorCode, msg: str, ref: int | str | None) -> None:
+        if member.link is not None:
+            member.link.send_error(code, msg, ref)
+
     # The tick ----------------------------------------------------------------------------
 
     def _busy(self) -> bool:
         return (
-            bool(self._inputs)
-            or bool(self._want_snap)
-            or self.state.dirty
-            or not self.logic.passive
+            bool(self.inputs) or bool(self._want_snap) or self.state.dirty or not self.logic.passive
         )
 
     def _step(self, tick: int, dt: float) -> None:
-        inputs, self._inputs = self._inputs, []
-        for member, message in inputs:
-            if self.members.get(member.pid) is member:
-                self._apply(member, message)
+        self.inputs.apply_all(self.logic, self.roster, self._error)
         if not self.logic.passive:
             try:
                 self.logic.on_tick(tick, dt)
@@ -409,65 +373,12 @@ class Room:
         frame = self.state.publish(tick)
         waiting, self._want_snap = self._want_snap, []
         if frame is None:
-            for conn in waiting:  # nothing changed after all: the last frame is current
-                member = conn.member
-                if (
-                    member is not None
-                    and member.conn is conn
-                    and self.members.get(member.pid) is member
-                ):
-                    conn.push_state(self.state.last_frame)
+            for member, link in waiting:  # nothing changed after all: the last frame is current
+                if member.link is link and self.roster.holds(member):
+                    link.push_state(self.state.last_frame)
             return
-        for member in self.members.values():
-            conn = member.conn
-            if conn is not None:
-                conn.push_state(frame)
-
-    def _apply(self, member: Member, message: Input) -> None:
-        """Run the logic's ``on_input``; a refusal leaves every state and the ack untouched
-        (the player states it changed, whoever's, and the room state)."""
-        pid = member.pid
-        state = self.state
-        before_room = state.room
-        self._journal = journal = {}
-        try:
-            self.logic.on_input(pid, message.d, message.room)
-        except StateTooLarge as exc:
-            self._undo(journal, before_room)
-            self._error(member, ErrorCode.TOO_LARGE, str(exc), message.seq)
-        except InputRefused as exc:
-            self._undo(journal, before_room)
-            self._error(member, ErrorCode.BAD_MESSAGE, str(exc) or "input refused", message.seq)
-        except Exception:
-            log.exception("room %s: on_input failed", self.id)
-            self._undo(journal, before_room)
-            self._error(member, ErrorCode.BAD_MESSAGE, "input refused by the room", message.seq)
-        else:
-            state.ack(pid, message.seq)
-            return
-        finally:
-            self._journal = None
-        # A refused seq does not count for the stale check ("received and not refused",
-        # section 2): unless a later input of this player is pending, the bar is its ack.
-        if member.last_seq == message.seq:
-            member.last_seq = state.acks.get(pid, 0)
-
-    def _undo(self, journal: dict[str, Any], room: Any) -> None:
-        players = self.state.players
-        for pid, player in journal.items():
-            if pid in players:
-                players[pid] = player
-        self.state.room = room
-
-    def _remember(self, pid: str) -> None:
-        """Inside ``on_input``: keep the player's state as it was, for an undo."""
-        journal = self._journal
-        if journal is not None and pid not in journal and pid in self.state.players:
-            journal[pid] = self.state.players[pid]
-
-    def _error(self, member: Member, code: ErrorCode, msg: str, ref: int | str | None) -> None:
-        if member.conn is not None:
-            member.conn.send_error(code, msg, ref)
+        for link in self.roster.links.values():
+            link.push_state(frame)
 
     # What room logic may call ------------------------------------------------------------
 
@@ -488,14 +399,14 @@ class Room:
         """Merge ``d`` into the player's state and ``room`` into the room state, whole or not."""
         new_player = self.state.patched_player(pid, d)
         new_room = self.state.patched_room(room) if room is not None else None
-        self._remember(pid)
+        self.inputs.remember(pid)
         self.state.set_player(pid, new_player)
         if new_room is not None:
             self.state.set_room(new_room)
 
     def patch_player(self, pid: str, patch: dict[str, Any]) -> None:
         new_player = self.state.patched_player(pid, patch)
-        self._remember(pid)
+        self.inputs.remember(pid)
         self.state.set_player(pid, new_player)
 
     def patch_room(self, patch: dict[str, Any]) -> None:
@@ -507,51 +418,23 @@ class Room:
         """Relay an event now (``from`` is the sender's pid, or null for the server)."""
         wire = Wire(m.event(sender.pid if sender else None, d))
         if to is None:
-            self._fan_out(wire, (x for x in self.members.values() if x is not sender))
+            exclude = sender.pid if sender is not None else None
+            self._end_overflowed(fanout.to_all(self.roster, wire, self._keep, exclude))
         else:
-            members = self.members
-            self._fan_out(wire, (members[pid] for pid in dict.fromkeys(to) if pid in members))
+            self._end_overflowed(fanout.to_some(self.roster, wire, to, self._keep))
 
     # Reliable fan-out --------------------------------------------------------------------
 
-    def _broadcast(self, message: dict[str, Any], exclude: Member | None = None) -> None:
-        self._fan_out(Wire(message), (x for x in self.members.values() if x is not exclude))
+    def _broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
+        self._end_overflowed(fanout.to_all(self.roster, Wire(message), self._keep, exclude))
 
-    def _fan_out(self, wire: Wire, members: Iterable[Member]) -> None:
-        """Deliver to connected members now and to away ones' gaps; a gap overflow ends a seat."""
-        overflowed: list[Member] = []
-        for member in list(members):
-            conn = member.conn
-            if conn is not None:
-                conn.push_reliable(wire)
-            elif member.gap is not None and not self._keep_for_gap(member, wire):
-                overflowed.append(member)
+    def _end_overflowed(self, overflowed: list[Member]) -> None:
+        """Members whose gap overflowed could not resume without a hole: their place ends."""
         for member in overflowed:
             self.remove(member, LeaveReason.TIMEOUT)
 
-    def _keep_for_gap(self, member: Member, wire: Wire) -> bool:
-        gap = member.gap
-        assert gap is not None
-        size = wire.size
-        if len(gap) >= self.limits.gap_messages or member.gap_bytes + size > self.limits.gap_bytes:
-            return False
-        gap.append(wire)
-        member.gap_bytes += size
-        return True
-
     # Idle disposal -----------------------------------------------------------------------
 
-    def _arm_idle(self) -> None:
-        if self._idle is None and not self.closed:
-            loop = asyncio.get_running_loop()
-            self._idle = loop.call_later(self.limits.idle_timeout, self._idle_over)
-
-    def _disarm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-
     def _idle_over(self) -> None:
-        self._idle = None
-        if not self.members and not self.closed:
+        if not self.roster and self.status is RoomStatus.OPEN:
             self._on_empty(self)

@@ -10,14 +10,27 @@ per tick, which at a thousand players is a few percent of the server's CPU.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
+from enum import Enum
 
+from tickrelay.server.clock import Clock, Timer
 from tickrelay.server.metrics import TickStats
 
 log = logging.getLogger("tickrelay.tick")
+
+
+class TickState(Enum):
+    SLEEPING = "sleeping"  # no tick scheduled: ``wake`` schedules one
+    SCHEDULED = "scheduled"
+    RUNNING = "running"  # inside the step: the tick after is decided when it returns
+    STOPPED = "stopped"
+
+
+SLEEPING = TickState.SLEEPING
+SCHEDULED = TickState.SCHEDULED
+RUNNING = TickState.RUNNING
+STOPPED = TickState.STOPPED
 
 
 class TickLoop:
@@ -29,23 +42,25 @@ class TickLoop:
         step: Callable[[int, float], None],
         busy: Callable[[], bool],
         stats: TickStats,
+        clock: Clock,
     ) -> None:
         self.rate = rate
         self.period = 1.0 / rate
         self._step = step
         self._busy = busy
         self._stats = stats
-        self._t0 = time.monotonic()
-        self._timer: asyncio.TimerHandle | None = None
+        self._now = clock.now
+        self._call_later = clock.call_later
+        self._t0 = self._now()
+        self._timer: Timer | None = None
         self._due_tick = 0
-        self._running = False
-        self._stopped = False
+        self.state = SLEEPING
         self.last_tick = 0
 
     @property
     def current(self) -> int:
         """The tick number now: tick periods elapsed since the room was created."""
-        return int((time.monotonic() - self._t0) * self.rate)
+        return int((self._now() - self._t0) * self.rate)
 
     def start(self) -> None:
         if self._busy():
@@ -53,35 +68,35 @@ class TickLoop:
 
     def wake(self) -> None:
         """Something is pending (an input, a seat change): make sure the next tick runs."""
-        if self._timer is None and not self._running and not self._stopped:
+        if self.state is SLEEPING:
             self._schedule()
 
     async def stop(self) -> None:
-        self._stopped = True
+        self.state = STOPPED
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
 
     def _schedule(self) -> None:
         self._due_tick = due_tick = max(self.current + 1, self.last_tick + 1)
-        delay = self._t0 + due_tick * self.period - time.monotonic()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(max(delay, 0.0), self._tick)
+        delay = self._t0 + due_tick * self.period - self._now()
+        self.state = SCHEDULED
+        self._timer = self._call_later(max(delay, 0.0), self._tick)
 
     def _tick(self) -> None:
         self._timer = None
-        started = time.monotonic()
+        started = self._now()
         tick = max(int((started - self._t0) * self.rate), self._due_tick)
         lag = started - (self._t0 + tick * self.period)
         dt = (tick - self.last_tick) * self.period
         self.last_tick = tick
-        self._running = True
+        self.state = RUNNING
         try:
             self._step(tick, dt)
         except Exception:
             log.exception("tick %d failed", tick)
-        finally:
-            self._running = False
-        self._stats.record(lag if lag > 0 else 0.0, time.monotonic() - started)
-        if not self._stopped and self._busy():
-            self._schedule()
+        self._stats.record(lag if lag > 0 else 0.0, self._now() - started)
+        if self.state is RUNNING:  # not stopped by the step
+            self.state = SLEEPING
+            if self._busy():
+                self._schedule()

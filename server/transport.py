@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -35,28 +34,6 @@ DisconnectHandler = Callable[[int | None], None]
 log = logging.getLogger("tickrelay.transport")
 
 CLOSE_GRACE = 5.0  # seconds a closed peer has to read up to our close frame
-_TEXT = 0x81  # FIN + text opcode
-_BINARY = 0x82  # FIN + binary opcode
-
-
-def frame(payload: bytes | str) -> bytes:
-    """One unmasked, unfragmented WebSocket frame (RFC 6455 section 5.2).
-
-    Server frames carry no mask, so the same framed bytes can be written to every client
-    that should receive the message: framing is done once, not once per client.
-    """
-    if isinstance(payload, str):
-        data, first = payload.encode(), _TEXT
-    else:
-        data, first = payload, _BINARY
-    size = len(data)
-    if size < 126:
-        header = bytes((first, size))
-    elif size < 65536:
-        header = struct.pack("!BBH", first, 126, size)
-    else:
-        header = struct.pack("!BBQ", first, 127, size)
-    return header + data
 
 
 class TransportHandle:

@@ -11,7 +11,7 @@ from typing import Any
 
 import tickrelay.protocol.messages as m
 from tickrelay.protocol import Codec, JsonCodec, MsgpackCodec
-from tickrelay.server.transport import frame
+from tickrelay.server.framing import frame
 
 _MSGPACK = MsgpackCodec()
 _JSON = JsonCodec()

@@ -1,0 +1,113 @@
+"""The tick schedule (tick n at t0 + n / rate), on a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.room_core_fakes import ManualClock
+from tickrelay.server.metrics import TickStats
+from tickrelay.server.tick import TickLoop
+
+RATE = 16  # a power of two: tick times are exact floats
+PERIOD = 1 / RATE
+
+
+class Recorder:
+    """A room stand-in: records when each tick ran; ``work`` is the time each step takes."""
+
+    def __init__(self, clock: ManualClock, busy: bool = True, work: float = 0.0) -> None:
+        self.clock = clock
+        self.busy = busy
+        self.work = work
+        self.ran: list[tuple[int, float, float]] = []  # (tick, time, dt)
+
+    def step(self, tick: int, dt: float) -> None:
+        self.ran.append((tick, self.clock.now(), dt))
+        self.clock.spend(self.work)
+
+    def is_busy(self) -> bool:
+        return self.busy
+
+
+def _loop(busy: bool = True, work: float = 0.0) -> tuple[ManualClock, Recorder, TickLoop]:
+    clock = ManualClock(start=0.0)
+    recorder = Recorder(clock, busy, work)
+    ticks = TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock)
+    ticks.start()
+    return clock, recorder, ticks
+
+
+def test_tick_n_runs_at_t0_plus_n_periods() -> None:
+    clock, recorder, _ = _loop()
+    clock.advance(10 * PERIOD)
+    assert [(tick, at) for tick, at, _ in recorder.ran] == [(n, n * PERIOD) for n in range(1, 11)]
+
+
+def test_the_time_a_step_takes_does_not_shift_the_next_ticks() -> None:
+    clock, recorder, _ = _loop(work=PERIOD / 3)
+    clock.advance(10 * PERIOD)
+    assert [at for _, at, _ in recorder.ran] == [n * PERIOD for n in range(1, 11)]
+
+
+def test_a_passive_room_schedules_no_tick_until_woken() -> None:
+    clock, recorder, _ = _loop(busy=False)
+    assert clock.pending == 0
+    clock.advance(5.0)
+    assert recorder.ran == []
+
+
+def test_a_woken_room_ticks_at_the_next_boundary_with_the_number_of_the_time() -> None:
+    clock, recorder, ticks = _loop(busy=False)
+    clock.advance(5.0 + PERIOD / 2)
+    ticks.wake()
+    clock.advance(PERIOD)
+    assert recorder.ran == [(5 * RATE + 1, 5.0 + PERIOD, (5 * RATE + 1) * PERIOD)]
+
+
+def test_a_room_sleeps_again_once_nothing_is_pending() -> None:
+    clock, recorder, ticks = _loop(busy=False)
+    ticks.wake()
+    clock.advance(PERIOD)
+    clock.advance(5.0)
+    assert len(recorder.ran) == 1
+    assert clock.pending == 0
+
+
+def test_a_wake_while_a_tick_is_scheduled_adds_no_second_timer() -> None:
+    clock, _, ticks = _loop(busy=False)
+    ticks.wake()
+    ticks.wake()
+    assert clock.pending == 1
+
+
+def test_a_late_tick_runs_numbered_by_the_time_and_covers_the_periods_it_missed() -> None:
+    clock, recorder, _ = _loop()
+    clock.spend(2.5 * PERIOD)  # the loop was busy elsewhere: tick 1's timer fires late
+    clock.advance(0.0)
+    assert recorder.ran == [(2, 2.5 * PERIOD, 2 * PERIOD)]
+
+
+def test_a_late_tick_has_its_lag_measured() -> None:
+    clock = ManualClock(start=0.0)
+    recorder = Recorder(clock)
+    stats = TickStats()
+    TickLoop(RATE, recorder.step, recorder.is_busy, stats, clock).start()
+    clock.spend(2.5 * PERIOD)
+    clock.advance(0.0)
+    assert stats.ticks == 1
+    assert stats.max_lag == 0.5 * PERIOD
+
+
+def test_after_a_late_tick_the_schedule_keeps_its_boundaries() -> None:
+    clock, recorder, _ = _loop()
+    clock.spend(2.5 * PERIOD)
+    clock.advance(2 * PERIOD)
+    assert [at for _, at, _ in recorder.ran] == [2.5 * PERIOD, 3 * PERIOD, 4 * PERIOD]
+
+
+def test_a_stopped_loop_runs_no_more_ticks() -> None:
+    clock, recorder, ticks = _loop()
+    clock.advance(PERIOD)
+    asyncio.run(ticks.stop())
+    clock.advance(1.0)
+    assert len(recorder.ran) == 1
