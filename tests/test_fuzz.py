@@ -20,7 +20,7 @@ import httpx
 import msgpack
 import pytest
 
-from tests.conftest import state_until
+from tests.helpers import state_until
 from tickrelay.client import ClientClosed, RoomClient, connect
 from tickrelay.protocol import apply_patch
 
