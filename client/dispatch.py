@@ -16,12 +16,13 @@ from typing import Any
 
 from tickrelay.protocol import Codec, ProtocolError, StateMirror
 
-__all__ = ["STATE_TYPES", "Dispatcher", "frame_len"]
+__all__ = ["STATE_TYPES", "Dispatcher", "Message", "frame_len"]
 
 log = logging.getLogger("tickrelay.client")
 
 STATE_TYPES = frozenset({"snap", "delta"})
 
+#: A decoded message: a map with a string ``t``.
 Message = dict[str, Any]
 
 
@@ -78,10 +79,11 @@ class Dispatcher:
         """Count and decode one frame; an undecodable one is recorded, then re-raised."""
         self.bytes_received += frame_len(frame)
         try:
-            return codec.decode(frame)
+            msg: Message = codec.decode(frame)
         except ProtocolError as exc:
             self.decode_errors.append(exc)
             raise
+        return msg
 
     def new_connection(self) -> None:
         """Tick gaps are measured per connection: forget the last tick seen."""

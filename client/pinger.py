@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from tickrelay.protocol import now_ms
 
+from .dispatch import Message
+
 __all__ = ["Pinger"]
 
-Message = dict[str, Any]
 Pong = tuple[Message, float]
 
 

@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tickrelay.protocol import CloseCode, Codec, ProtocolError, StateMirror
 
-from .dispatch import STATE_TYPES, Dispatcher
+from .dispatch import STATE_TYPES, Dispatcher, Message
 from .errors import ClientClosed
 from .forward import Forward
 from .handshake import CLIENT_PROTOCOL_ERROR, Joined, join
@@ -57,8 +57,6 @@ from .urls import build_url
 __all__ = ["CodecName", "OnReconnect", "RoomClient", "connect", "connect_ctx"]
 
 log = logging.getLogger("tickrelay.client")
-
-Message = dict[str, Any]
 
 
 class RoomClient:
@@ -93,28 +91,28 @@ class RoomClient:
     * ``options``: the :class:`~.options.ClientOptions` the client was created with.
     """
 
-    pid: Forward[str | None] = Forward("_inbox")
-    room_id: Forward[str] = Forward("_inbox")
-    host: Forward[str | None] = Forward("_inbox")
-    rate: Forward[int | None] = Forward("_inbox")
-    resume_token: Forward[str | None] = Forward("_inbox")
-    spectator: Forward[bool] = Forward("_inbox")
-    resumed: Forward[bool] = Forward("_inbox")
-    welcome: Forward[Message | None] = Forward("_inbox")
-    mirror: Forward[StateMirror] = Forward("_inbox")
-    mirror_errors: Forward[list[Exception]] = Forward("_inbox")
-    decode_errors: Forward[list[ProtocolError]] = Forward("_inbox")
-    messages_received: Forward[int] = Forward("_inbox")
-    bytes_received: Forward[int] = Forward("_inbox")
-    state_messages: Forward[int] = Forward("_inbox")
-    skipped_ticks: Forward[int] = Forward("_inbox")
-    tick_gaps: Forward[int] = Forward("_inbox")
-    messages: Forward[asyncio.Queue[Message]] = Forward("_inbox")
-    keep_messages: Forward[bool] = Forward("_inbox", writable=True)
+    pid: Forward[str | None] = Forward("_dispatcher")
+    room_id: Forward[str] = Forward("_dispatcher")
+    host: Forward[str | None] = Forward("_dispatcher")
+    rate: Forward[int | None] = Forward("_dispatcher")
+    resume_token: Forward[str | None] = Forward("_dispatcher")
+    spectator: Forward[bool] = Forward("_dispatcher")
+    resumed: Forward[bool] = Forward("_dispatcher")
+    welcome: Forward[Message | None] = Forward("_dispatcher")
+    mirror: Forward[StateMirror] = Forward("_dispatcher")
+    mirror_errors: Forward[list[Exception]] = Forward("_dispatcher")
+    decode_errors: Forward[list[ProtocolError]] = Forward("_dispatcher")
+    messages_received: Forward[int] = Forward("_dispatcher")
+    bytes_received: Forward[int] = Forward("_dispatcher")
+    state_messages: Forward[int] = Forward("_dispatcher")
+    skipped_ticks: Forward[int] = Forward("_dispatcher")
+    tick_gaps: Forward[int] = Forward("_dispatcher")
+    messages: Forward[asyncio.Queue[Message]] = Forward("_dispatcher")
+    keep_messages: Forward[bool] = Forward("_dispatcher", writable=True)
     #: Optional synchronous hook called with every decoded message after dispatch
     #: (e.g. the load tester measuring latency from ``st``). Must be quick: it runs
     #: on the reader task. Exceptions are logged and ignored.
-    on_message: Forward[Callable[[Message], None] | None] = Forward("_inbox", writable=True)
+    on_message: Forward[Callable[[Message], None] | None] = Forward("_dispatcher", writable=True)
     close_code: Forward[int | None] = Forward("_session")
     close_reason: Forward[str | None] = Forward("_session")
     close_history: Forward[list[tuple[int | None, str | None]]] = Forward("_session")
@@ -135,7 +133,7 @@ class RoomClient:
         self._session: Session[ClientConnection] = Session()
         self._pinger = Pinger()
         self._reconnector = Reconnector(self.options)
-        self._inbox = Dispatcher(
+        self._dispatcher = Dispatcher(
             room_id,
             spectate=self.options.spectate,
             keep_messages=self.options.keep_messages,
@@ -287,7 +285,7 @@ class RoomClient:
 
     def drain(self) -> list[Message]:
         """Return and remove every message queued so far, without waiting."""
-        return self._inbox.drain()
+        return self._dispatcher.drain()
 
     async def wait_closed(self, timeout: float | None = 5.0) -> int | None:
         """Wait until the client is over for good and return the last close code.
@@ -380,14 +378,14 @@ class RoomClient:
     # ------------------------------------------------------------------ the reader task
 
     async def _join(self, resume: str | None) -> Joined:
-        return await join(self._base_url, self.room_id, self.options, resume, self._inbox)
+        return await join(self._base_url, self.room_id, self.options, resume, self._dispatcher)
 
     def _attach(self, joined: Joined) -> None:
         """Make a freshly joined connection the current one and deliver its welcome."""
         self.codec = joined.codec
         self._session.attach(joined.ws)  # wakes senders waiting for a connection
-        self._inbox.new_connection()
-        self._inbox.deliver(joined.welcome)
+        self._dispatcher.new_connection()
+        self._dispatcher.deliver(joined.welcome)
         self._session.notify()
 
     async def _supervise(self) -> None:
@@ -425,14 +423,14 @@ class RoomClient:
             except ConnectionClosed:
                 return
             try:
-                msg = self._inbox.decode(codec, frame)
+                msg = self._dispatcher.decode(codec, frame)
             except ProtocolError as exc:
                 # A server that breaks framing cannot be trusted to resume either.
                 self._session.end()
                 log.error("undecodable message from server, closing: %s", exc)
                 await ws.close(CLIENT_PROTOCOL_ERROR, "undecodable message")
                 return
-            self._inbox.deliver(msg)
+            self._dispatcher.deliver(msg)
             self._session.notify()
 
     async def _reconnect(self) -> bool:
