@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -58,6 +59,13 @@ async def collect_until(
             seen.append(await client.recv(timeout=None))
             if predicate(seen[-1]):
                 return seen
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it holds (for state no message announces, e.g. a reconnect)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
 
 
 def acked(client: RoomClient, seq: int, pid: str | None = None) -> Callable[[StateMirror], bool]:
@@ -142,21 +150,28 @@ async def raw_join(server: Any, room_id: str) -> tuple[ClientConnection, Message
     return ws, welcome
 
 
-async def raw_socket_join(
+@contextlib.asynccontextmanager
+async def raw_socket(
     port: int, room_id: str
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP stream past a hand-written WebSocket handshake, for frames written byte by byte."""
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A TCP stream past a hand-written WebSocket handshake, for frames written byte by byte
+    or a peer that never answers; closed on exit."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws/rooms/{room_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    await writer.drain()
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return reader, writer
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /ws/rooms/{room_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 # HTTP API ---------------------------------------------------------------------------------
@@ -175,3 +190,75 @@ async def create_room(server: Any, room_id: str, **options: Any) -> Message:
 async def get_room(server: Any, room_id: str) -> httpx.Response:
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
         return await http.get(f"/rooms/{room_id}")
+
+
+# A network that can fail ------------------------------------------------------------------
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a server, for losing connections on purpose.
+
+    :meth:`cut` aborts every connection through it (both ends see the TCP connection end
+    without a close frame, as after a network failure); :meth:`stop` also stops listening,
+    so connection attempts are refused until :meth:`listen` opens the same port again.
+    Every task it starts is cancelled and awaited by :meth:`stop`.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self.port = 0
+        self._listener: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def listen(self) -> None:
+        self._listener = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
+            self._listener = None
+        self.cut()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.listen()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers.update((writer, up_writer))
+        pipes = (self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        for pipe in pipes:
+            task = asyncio.create_task(pipe)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.transport.abort()
