@@ -10,18 +10,23 @@ Quick start::
         print(room.mirror.players)
 
 See :mod:`tickrelay.client.room_client` for the design (one reader task per client, a message
-queue for consumers, auto-reconnect with resume).
+queue for consumers, auto-reconnect with resume) and the parts it is composed of;
+:class:`ClientOptions` lists every option of ``connect``.
 """
 
 from .errors import ClientClosed, ClientError, ConnectRefused
+from .options import ClientOptions
 from .room_client import RoomClient, connect, connect_ctx
+from .session import SessionState
 from .urls import backoff_delays, build_url
 
 __all__ = [
     "ClientClosed",
     "ClientError",
+    "ClientOptions",
     "ConnectRefused",
     "RoomClient",
+    "SessionState",
     "backoff_delays",
     "build_url",
     "connect",

@@ -21,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+# Re-exported for tests written before tests/helpers.py held it; import it from there.
+from tests.helpers import state_until  # noqa: F401
+
 ADMIN = "test-admin-token"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 BAD_LOG_SIGNS = (
@@ -176,18 +179,3 @@ def room_id(request: pytest.FixtureRequest) -> str:
     name = request.node.name.replace("[", "-").replace("]", "")
     cleaned = "".join(c if c.isalnum() or c in "_-" else "-" for c in name)
     return f"{cleaned[:40]}-{free_port()}"
-
-
-async def state_until(client: Any, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
-    """Read state messages until ``predicate(client.mirror)`` holds; returns the last one."""
-    import asyncio
-
-    async def wait() -> dict[str, Any]:
-        while True:
-            message = await client.next_state(timeout=None)
-            if predicate(client.mirror):
-                return message
-
-    if client.mirror.tick is not None and predicate(client.mirror):
-        return {}
-    return await asyncio.wait_for(wait(), timeout)

@@ -11,11 +11,10 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import SECRET, state_until
-from tickrelay.client import ConnectRefused, connect
+from tests.conftest import SECRET
+from tests.helpers import PRESENCE, assert_closed_with, create_room, refusal, state_until
+from tickrelay.client import connect
 from tickrelay.server.auth import mint
-
-PRESENCE = {"join", "leave", "away", "back"}
 
 
 @pytest.fixture
@@ -42,29 +41,6 @@ def unsigned(claims: dict) -> str:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
-
-
-async def refusal(base_url: str, room_id: str, **kwargs) -> ConnectRefused:
-    """Join and expect a refusal; the client is closed if the join unexpectedly works."""
-    with pytest.raises(ConnectRefused) as info:
-        client = await connect(base_url, room_id, **kwargs)
-        await client.close()
-    return info.value
-
-
-def assert_closed_with(refused: ConnectRefused, code: int) -> None:
-    """Accepted, then closed with ``code`` and a non-empty reason (not an HTTP refusal)."""
-    assert refused.status is None, refused
-    assert refused.code == code, refused
-    assert refused.reason, refused
-
-
-async def create_room(server, room_id: str, **options) -> None:
-    async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        response = await http.post(
-            "/rooms", json={"id": room_id, **options}, headers=server.admin_headers()
-        )
-        assert response.status_code == 201, response.text
 
 
 # Valid tokens -----------------------------------------------------------------------------

@@ -1,13 +1,23 @@
-"""Sans-socket unit tests of the client's pure helpers: the join URL and the backoff."""
+"""Unit tests of the client's parts, without sockets where possible: the join URL, the
+backoff, the option definition and the session state machine."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+from tickrelay.client import ClientClosed, ClientOptions, RoomClient, SessionState, connect
+from tickrelay.client.session import Session
 from tickrelay.client.urls import backoff_delays, build_url
+
+OPTION_NAMES = [field.name for field in dataclasses.fields(ClientOptions)]
+CLIENT_README = Path(__file__).resolve().parent.parent / "client" / "README.md"
 
 
 def _query(url: str) -> dict[str, list[str]]:
@@ -119,3 +129,197 @@ def test_backoff_rejects_non_positive_base() -> None:
 def test_backoff_rejects_maximum_below_base() -> None:
     with pytest.raises(ValueError):
         list(backoff_delays(2.0, 1.0, 3))
+
+
+# Options ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", OPTION_NAMES)
+async def test_connect_accepts_every_option(name):
+    """Nothing listens on the port, so the join fails with OSError: the option was taken."""
+    default = next(f.default for f in dataclasses.fields(ClientOptions) if f.name == name)
+    with pytest.raises(OSError):
+        await connect(f"ws://127.0.0.1:{free_port()}", "r", **{name: default})
+
+
+async def test_connect_rejects_an_unknown_option_with_a_type_error_naming_it():
+    with pytest.raises(TypeError, match=r"connect\(\) .*'tokn'"):
+        await connect(f"ws://127.0.0.1:{free_port()}", "r", tokn="x")
+
+
+def test_room_client_rejects_an_unknown_option_with_a_type_error_naming_it():
+    with pytest.raises(TypeError, match=r"RoomClient\(\) .*'auto_reconect'"):
+        RoomClient("ws://h", "r", auto_reconect=True)
+
+
+def test_room_client_keeps_the_options_given_as_keywords():
+    client = RoomClient("ws://h", "r", token="t", spectate=True, initial_seq=7)
+    assert client.options == ClientOptions(token="t", spectate=True, initial_seq=7)
+    assert (client.seq, client.spectator) == (7, True)
+
+
+def test_keywords_override_a_shared_options_object():
+    shared = ClientOptions(token="t", codec="json")
+    client = RoomClient("ws://h", "r", shared, codec="msgpack")
+    assert client.options == ClientOptions(token="t", codec="msgpack")
+
+
+def test_options_refuse_an_unknown_codec():
+    with pytest.raises(ValueError, match="codec"):
+        ClientOptions(codec="xml")  # type: ignore[arg-type]
+
+
+def test_options_refuse_a_backoff_maximum_below_its_base():
+    with pytest.raises(ValueError):
+        ClientOptions(reconnect_backoff=(2.0, 1.0))
+
+
+def test_an_empty_subprotocol_list_offers_none():
+    assert ClientOptions(subprotocols=[]).offered_subprotocols() is None
+
+
+def test_the_codec_picks_the_offered_subprotocol():
+    assert ClientOptions(codec="json").offered_subprotocols() == ["tickrelay.v1.json"]
+
+
+@pytest.mark.parametrize("name", OPTION_NAMES)
+def test_every_option_is_documented_in_the_client_readme(name):
+    assert f"`{name}`" in CLIENT_README.read_text()
+
+
+def test_client_attributes_forwarded_to_its_parts_are_read_only():
+    client = RoomClient("ws://h", "r")
+    with pytest.raises(AttributeError, match="pid"):
+        client.pid = "someone"  # type: ignore[misc]
+
+
+# Session state ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EndedConnection:
+    """What the session reads of a connection that ended."""
+
+    close_code: int | None
+    close_reason: str | None
+
+
+def open_session() -> Session[EndedConnection]:
+    session: Session[EndedConnection] = Session()
+    session.attach(EndedConnection(None, None))
+    return session
+
+
+def test_a_session_starts_connecting():
+    assert Session().state is SessionState.CONNECTING
+
+
+def test_attaching_a_connection_opens_the_session_and_clears_the_last_close():
+    session = open_session()
+    session.detach(session.connection)  # type: ignore[arg-type]
+    session.move(SessionState.RECONNECTING)
+    session.attach(EndedConnection(None, None))
+    assert session.state is SessionState.OPEN
+    assert (session.close_code, session.close_reason) == (None, None)
+
+
+def test_detaching_records_how_the_connection_ended():
+    session = open_session()
+    session.detach(EndedConnection(4011, "slow"))
+    assert (session.connection, session.close_code, session.close_reason) == (None, 4011, "slow")
+    assert session.close_history == [(4011, "slow")]
+
+
+def test_a_connection_ended_without_a_close_frame_is_recorded_as_1006():
+    session = open_session()
+    session.detach(EndedConnection(None, None))
+    assert session.close_code == 1006
+
+
+def test_ending_an_open_session_makes_it_closing():
+    session = open_session()
+    session.end()
+    assert session.state is SessionState.CLOSING
+
+
+def test_ending_is_idempotent():
+    session = open_session()
+    session.end()
+    session.end()
+    session.move(SessionState.CLOSED)
+    session.end()
+    assert session.state is SessionState.CLOSED
+
+
+def test_a_closing_session_never_reconnects():
+    session = open_session()
+    session.end()
+    with pytest.raises(RuntimeError, match="CLOSING to RECONNECTING"):
+        session.move(SessionState.RECONNECTING)
+
+
+def test_a_reconnecting_session_may_be_ended():
+    session = open_session()
+    session.move(SessionState.RECONNECTING)
+    session.end()
+    assert session.state is SessionState.CLOSING
+
+
+@pytest.mark.parametrize("to", list(SessionState))
+def test_a_closed_session_is_final(to):
+    session = open_session()
+    session.move(SessionState.CLOSED)
+    with pytest.raises(RuntimeError):
+        session.move(to)
+
+
+async def test_waiting_for_a_connection_of_a_closed_session_raises_client_closed():
+    session = open_session()
+    session.detach(EndedConnection(1000, "bye"))
+    session.move(SessionState.CLOSED)
+    with pytest.raises(ClientClosed) as closed:
+        await session.wait_connection()
+    assert (closed.value.code, closed.value.reason) == (1000, "bye")
+
+
+async def test_waiting_for_a_connection_skips_the_stale_one():
+    session = open_session()
+    stale = session.connection
+    fresh = EndedConnection(None, None)
+    waiting = asyncio.create_task(session.wait_connection(stale))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    session.detach(stale)  # type: ignore[arg-type]
+    session.move(SessionState.RECONNECTING)
+    session.attach(fresh)
+    assert await asyncio.wait_for(waiting, 1) is fresh
+
+
+def test_client_state_properties_follow_the_session_state():
+    client = RoomClient("ws://h", "r")
+    assert client.state is SessionState.CONNECTING
+    assert (client.connected, client.reconnecting, client.closed) == (False, False, False)
+
+
+async def test_closing_a_client_that_never_joined_closes_it():
+    client = RoomClient("ws://h", "r")
+    await client.close()
+    assert client.state is SessionState.CLOSED
+    assert client.closed
+
+
+async def test_a_joined_client_is_open_then_closed_after_close(server, room_id):
+    client = await connect(server.ws, room_id)
+    assert client.state is SessionState.OPEN
+    assert client.connected
+    await client.close()
+    assert client.state is SessionState.CLOSED
+    assert (client.connected, client.closed) == (False, True)
+
+
+async def test_a_client_that_left_is_closed_and_not_connected(server, room_id):
+    client = await connect(server.ws, room_id)
+    assert await client.leave() == 1000
+    assert client.state is SessionState.CLOSED
+    assert not client.connected
+    await client.close()

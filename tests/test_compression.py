@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from tests.conftest import state_until
+from tests.helpers import state_until
 from tickrelay.client import connect
 
 

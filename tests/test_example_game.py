@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import state_until
+from tests.helpers import state_until
 from tickrelay.client import ConnectRefused, connect
 
 RATE = 20  # the server's default tick rate: one simulation step per tick

@@ -8,19 +8,17 @@ code with the server's codec.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
 import random
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import msgpack
 import pytest
 
-from tests.conftest import state_until
+from tests.helpers import state_until, wait_until
 from tickrelay.client import ClientClosed, RoomClient, connect
 from tickrelay.protocol import apply_patch
 
@@ -276,12 +274,6 @@ async def observe(attacker: RoomClient) -> Outcome:
         return OK
     assert len(errors) == 1, errors
     return ("error", errors[0]["code"])
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 class Attacker:

@@ -10,25 +10,11 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tickrelay.client import ConnectRefused, connect
+from tests.helpers import assert_closed_with, create_room, refusal
+from tickrelay.client import connect
 from tickrelay.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, codec_for
 
 GOOD_ORIGIN = "http://good.example"
-
-
-async def refusal(base_url: str, room_id: str, **kwargs) -> ConnectRefused:
-    """Join and expect a refusal; the client is closed if the join unexpectedly works."""
-    with pytest.raises(ConnectRefused) as info:
-        client = await connect(base_url, room_id, **kwargs)
-        await client.close()
-    return info.value
-
-
-def assert_closed_with(refused: ConnectRefused, code: int) -> None:
-    """Accepted, then closed with ``code`` and a non-empty reason (not an HTTP refusal)."""
-    assert refused.status is None, refused
-    assert refused.code == code, refused
-    assert refused.reason, refused
 
 
 async def handshake_status(url: str, **kwargs) -> int:
@@ -198,14 +184,6 @@ async def test_other_spectate_value_is_closed_4000(server, room_id, value):
 
 
 # Seats and room existence -----------------------------------------------------------------
-
-
-async def create_room(server, room_id: str, **options) -> None:
-    async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        response = await http.post(
-            "/rooms", json={"id": room_id, **options}, headers=server.admin_headers()
-        )
-        assert response.status_code == 201, response.text
 
 
 async def test_join_beyond_max_players_is_closed_4009(server, room_id):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
 from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.helpers import raw_socket
 from tickrelay.client import connect
 
 INTERVAL = 0.5
@@ -26,25 +25,8 @@ def beating(servers):
 async def mute_peer(port: int, room_id: str) -> AsyncIterator[None]:
     """A WebSocket joined by a hand-written handshake that then never reads nor writes,
     so it never answers a ping (its kernel still acknowledges the TCP data)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /ws/rooms/{room_id} HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\n"
-            "Connection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        assert head.startswith(b"HTTP/1.1 101"), head
+    async with raw_socket(port, room_id):
         yield
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
 
 async def test_a_peer_that_does_not_answer_pings_is_dropped_into_resume_grace(beating, room_id):

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import state_until
+from tests.helpers import state_until
 from tickrelay.client import ConnectRefused, connect
 
 

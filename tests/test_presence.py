@@ -4,51 +4,23 @@ operator actions and the room lifecycle (contract sections 2, 5 and 6)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect as ws_connect
 
-from tests.conftest import state_until
+from tests.helpers import collect_until, get_room, raw_join, state_until
 from tickrelay.client import ConnectRefused, connect
-from tickrelay.protocol import JSON_SUBPROTOCOL
-
-
-async def collect_until(
-    client, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Every message up to and including the first one for which ``predicate`` holds."""
-    seen: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            seen.append(await client.recv(timeout=None))
-            if predicate(seen[-1]):
-                return seen
 
 
 def is_marker(marker: str) -> Callable[[dict[str, Any]], bool]:
     return lambda msg: msg["t"] == "event" and msg["d"] == marker
 
 
-async def raw_join(server, room_id: str):
-    """A bare WebSocket (JSON subprotocol) joined to the room, and its welcome."""
-    ws = await ws_connect(f"{server.ws}/ws/rooms/{room_id}", subprotocols=[JSON_SUBPROTOCOL])
-    welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert welcome["t"] == "welcome"
-    return ws, welcome
-
-
-async def http_get_room(server, room_id: str) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        return await http.get(f"/rooms/{room_id}")
-
-
 async def wait_room_gone(server, room_id: str, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
-        while (await http_get_room(server, room_id)).status_code != 404:
+        while (await get_room(server, room_id)).status_code != 404:
             await asyncio.sleep(0.1)
 
 
@@ -140,7 +112,7 @@ async def test_a_dropped_player_stays_in_the_snapshot_with_its_state(server, roo
             snap = await carol.wait_for("snap")
             assert snap["s"]["players"][bob.pid] == {"x": 7}
             assert snap["acks"][bob.pid] == seq
-            assert (await http_get_room(server, room_id)).json()["players"] == 3
+            assert (await get_room(server, room_id)).json()["players"] == 3
 
 
 async def test_after_the_grace_a_dropped_player_leaves_with_reason_timeout(short_grace, room_id):
@@ -310,16 +282,16 @@ async def test_delete_closes_every_member_4004_and_the_room_is_gone(server, room
         assert response.status_code == 204
         assert await alice.wait_closed() == 4004
         assert await watcher.wait_closed() == 4004
-        assert (await http_get_room(server, room_id)).status_code == 404
+        assert (await get_room(server, room_id)).status_code == 404
 
 
 # Room lifecycle ----------------------------------------------------------------------------
 
 
 async def test_a_room_is_created_by_its_first_join(server, room_id):
-    assert (await http_get_room(server, room_id)).status_code == 404
+    assert (await get_room(server, room_id)).status_code == 404
     async with await connect(server.ws, room_id):
-        response = await http_get_room(server, room_id)
+        response = await get_room(server, room_id)
         assert response.status_code == 200
         assert response.json()["players"] == 1
 
@@ -339,7 +311,7 @@ async def test_a_room_with_a_player_in_its_grace_is_not_empty(servers, room_id):
         await watcher.wait_for("away")
         assert await watcher.leave() == 1000
     await asyncio.sleep(2.5)  # well past the idle timeout
-    response = await http_get_room(idle, room_id)
+    response = await get_room(idle, room_id)
     assert response.status_code == 200
     assert response.json()["players"] == 1
     async with await connect(idle.ws, room_id, resume=alice.resume_token) as back:

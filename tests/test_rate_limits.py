@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import state_until
+from tests.helpers import errors_in, state_until
 from tickrelay.client import ClientClosed, RoomClient, connect
 
 LIMITS = {
@@ -29,17 +29,13 @@ async def barrier(client: RoomClient) -> None:
     await client.ping()
 
 
-def errors(messages: list[dict]) -> list[dict]:
-    return [msg for msg in messages if msg["t"] == "error"]
-
-
 async def test_inputs_beyond_the_burst_get_a_single_rate_limited_error(limited, room_id):
     async with await connect(limited.ws, room_id) as alice:
         await alice.wait_for("snap")
         for n in range(1, 21):
             await alice.send_input({"n": n})
         await barrier(alice)
-        refused = errors(alice.drain())
+        refused = errors_in(alice.drain())
         assert refused == [
             {"t": "error", "code": "rate_limited", "msg": refused[0]["msg"], "ref": 6}
         ]
@@ -72,7 +68,7 @@ async def test_a_seq_refused_by_the_rate_limit_may_be_sent_again(limited, room_i
         await alice.send_message({"t": "input", "seq": 6, "d": {"n": "again"}})
         await state_until(alice, lambda mirror: mirror.acks[alice.pid] == 6)
         assert alice.mirror.players[alice.pid] == {"n": "again"}
-        assert errors(alice.drain()) == []
+        assert errors_in(alice.drain()) == []
 
 
 async def test_pings_are_refused_once_events_have_emptied_their_shared_bucket(limited, room_id):
@@ -113,7 +109,7 @@ async def test_inputs_are_accepted_while_the_event_bucket_is_empty(limited, room
         assert error["ref"] == "event"
         seq = await alice.send_input({"moved": True})
         await state_until(alice, lambda mirror: mirror.acks[alice.pid] == seq)
-        assert errors(alice.drain()) == []
+        assert errors_in(alice.drain()) == []
 
 
 async def test_a_client_flooding_for_flood_close_after_seconds_is_closed_1008_and_leaves(
@@ -134,7 +130,7 @@ async def test_a_client_flooding_for_flood_close_after_seconds_is_closed_1008_an
         leave = await observer.wait_for("leave")
         assert code == 1008
         assert leave == {"t": "leave", "pid": flooder.pid, "reason": "error"}
-        told = errors(flooder.drain())
+        told = errors_in(flooder.drain())
         assert [e["code"] for e in told] == ["rate_limited", "rate_limited"]
 
 
@@ -150,6 +146,6 @@ async def test_a_client_within_its_rates_is_never_refused(limited, room_id):
             await asyncio.sleep(0.25)  # 4 per second in each bucket: under the rate of 5
         await alice.ping()
         await state_until(alice, lambda mirror: mirror.acks[alice.pid] == seq)
-        assert errors(alice.drain()) == []
+        assert errors_in(alice.drain()) == []
         for n in range(10):
             assert (await bob.wait_for("event"))["d"] == {"n": n}

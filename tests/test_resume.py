@@ -3,28 +3,12 @@ then a snap; dead tokens are 4012; a resume of a connected player takes over (40
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import state_until
+from tests.helpers import PRESENCE, collect_until, state_until
 from tickrelay.client import ConnectRefused, connect
-
-PRESENCE = ("join", "leave", "away", "back")
-
-
-async def collect_until(
-    client, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Every message up to and including the first one for which ``predicate`` holds."""
-    seen: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            seen.append(await client.recv(timeout=None))
-            if predicate(seen[-1]):
-                return seen
 
 
 async def refused_code(server, room_id: str, resume: str) -> int | None:

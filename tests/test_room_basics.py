@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import state_until
+from tests.helpers import state_until
 from tickrelay.client import connect
 
 

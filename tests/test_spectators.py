@@ -4,41 +4,12 @@ reliable broadcast, events but no input, their own bound, and resume without a s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import state_until
+from tests.helpers import PRESENCE, collect_until, create_room, get_room, state_until
 from tickrelay.client import ConnectRefused, connect
-
-PRESENCE = ("join", "leave", "away", "back")
-
-
-async def collect_until(
-    client, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Every message up to and including the first one for which ``predicate`` holds."""
-    seen: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            seen.append(await client.recv(timeout=None))
-            if predicate(seen[-1]):
-                return seen
-
-
-async def create_room(server, room_id: str, **options: Any) -> None:
-    async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        response = await http.post(
-            "/rooms", json={"id": room_id, **options}, headers=server.admin_headers()
-        )
-        assert response.status_code == 201, response.text
-
-
-async def get_room(server, room_id: str) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        return await http.get(f"/rooms/{room_id}")
 
 
 async def wait_away(server, room_id: str, pid: str, timeout: float = 5.0) -> None:

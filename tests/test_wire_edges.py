@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import os
 import struct
 
 import msgpack
 from websockets.asyncio.client import connect as ws_connect
 
-from tests.conftest import state_until
+from tests.helpers import raw_socket, state_until
 from tickrelay.client import connect
 
 
@@ -23,25 +21,10 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
 
 
-async def raw_join(port: int, room_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws/rooms/{room_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    await writer.drain()
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return reader, writer
-
-
 async def test_leave_and_close_frame_in_one_read_end_the_seat_as_left(server, room_id):
     async with await connect(server.ws, room_id) as alice:
         await alice.wait_for("snap")
-        _reader, writer = await raw_join(server.port, room_id)
-        try:
+        async with raw_socket(server.port, room_id) as (_reader, writer):
             joined = await alice.wait_for("join")
             await state_until(alice, lambda mirror: joined["pid"] in mirror.players)
             leave = masked_frame(0x2, msgpack.packb({"t": "leave"}))
@@ -50,10 +33,6 @@ async def test_leave_and_close_frame_in_one_read_end_the_seat_as_left(server, ro
             await writer.drain()
             left = await alice.wait_for("leave")
             assert left == {"t": "leave", "pid": joined["pid"], "reason": "left"}
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
 
 
 async def test_a_client_ping_is_answered_with_a_pong(server, room_id):
@@ -79,8 +58,7 @@ async def test_a_fragmented_message_is_reassembled_and_applied(server, room_id):
 async def test_frames_arriving_one_byte_at_a_time_are_applied_in_order(server, room_id):
     async with await connect(server.ws, room_id) as alice:
         await alice.wait_for("snap")
-        _reader, writer = await raw_join(server.port, room_id)
-        try:
+        async with raw_socket(server.port, room_id) as (_reader, writer):
             joined = await alice.wait_for("join")
             data = b"".join(
                 masked_frame(0x2, msgpack.packb({"t": "input", "seq": n, "d": {"n": n}}))
@@ -96,7 +74,3 @@ async def test_frames_arriving_one_byte_at_a_time_are_applied_in_order(server, r
                     and mirror.players[joined["pid"]] == {"n": 3}
                 ),
             )
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
