@@ -209,7 +209,9 @@ def test_bench_runs_end_to_end_and_regenerates_its_doc(tmp_path: Path) -> None:
     report = json.loads(report_path.read_text())
     steps = [(row["server"], row["rooms"]) for row in report["sweep"]]
     assert steps == [("floor", 1), ("floor", 2), ("tickrelay", 1), ("tickrelay", 2)]
-    assert all(row["msgs_per_s"] > 0 and row["cpu_us_per_msg"] for row in report["sweep"])
+    assert all(row["msgs_per_s"] > 0 for row in report["sweep"])
+    # CPU time is read in 10 ms steps: over a 1 s window at 1-2% of a core it may read 0.
+    assert all(row["cpu_us_per_msg"] >= 0 for row in report["sweep"])
     # Servers take turns at each load: their log files were written in that order.
     logs = sorted(
         (tmp_path / "out" / "logs").glob("*-load-*.log"), key=lambda p: p.stat().st_mtime_ns
