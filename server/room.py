@@ -234,6 +234,11 @@ class Room:
             came_back = True
         member.conn = conn
         conn.member = member
+        # A seat coming back into a room without a host takes the role before its welcome,
+        # which must already name it (contract section 5); the `host` broadcast stays last.
+        takes_host = self.host is None and not member.spectator
+        if takes_host:
+            self.host = member.pid
         self._welcome(member, resumed=by_token or not member.spectator)
         for wire in carried:
             conn.push_reliable(wire)
@@ -242,8 +247,8 @@ class Room:
             return
         if came_back:
             self._broadcast(m.back(member.pid), exclude=member)
-        if self.host is None:
-            self._set_host(member.pid)
+        if takes_host:
+            self._broadcast(m.host(member.pid))
 
     def _send_snap(self, conn: Connection) -> None:
         """The current state for a new connection: the last frame when it is current, else
