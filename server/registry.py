@@ -101,17 +101,26 @@ class RoomRegistry:
         return self.create(options=self.default_options(logic=logic, meta=dict(meta)))
 
     async def dispose(self, room_id: str, code: CloseCode = CloseCode.NO_ROOM) -> bool:
-        room = self.rooms.pop(room_id, None)
+        room = self._forget(room_id)
         if room is None:
             return False
         await room.close(code)
         return True
 
+    def _forget(self, room_id: str) -> Room | None:
+        """Take the room out of every lookup at once: a later join creates a new one."""
+        return self.rooms.pop(room_id, None)
+
     def _room_idle(self, room: Room) -> None:
-        if self.rooms.get(room.id) is room:
-            task = asyncio.get_running_loop().create_task(self.dispose(room.id))
-            self._disposals.add(task)
-            task.add_done_callback(self._disposals.discard)
+        """The idle timer fired. The room leaves the registry now, in the same step as the
+        emptiness check, so no join can land in a room already promised to the disposal:
+        only the closing itself (an await) is left to a task."""
+        if self.rooms.get(room.id) is not room or room.members:
+            return
+        self._forget(room.id)
+        task = asyncio.get_running_loop().create_task(room.close(CloseCode.NO_ROOM))
+        self._disposals.add(task)
+        task.add_done_callback(self._disposals.discard)
 
     async def close(self) -> None:
         """Dispose every room (members get ``code``) and await every disposal."""

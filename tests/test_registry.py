@@ -1,0 +1,66 @@
+"""The room registry on a real event loop, without sockets (the room core may be tested so).
+
+The idle-disposal race lives between two steps of the event loop, which no client can aim
+at from outside: the test joins from inside the idle timer's own callback, which is exactly
+the moment a join landing "in between" would be processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tickrelay.server.backplane import MemoryBackplane
+from tickrelay.server.metrics import Metrics
+from tickrelay.server.registry import RoomRegistry
+from tickrelay.server.room import Room
+from tickrelay.server.settings import Settings
+
+
+class FakeConnection:
+    """What a room needs of a connection: a place to push messages, and a close."""
+
+    def __init__(self) -> None:
+        self.member: Any = None
+        self.close_code: int | None = None
+        self.reliable: list[Any] = []
+
+    def push_reliable(self, wire: Any) -> None:
+        self.reliable.append(wire)
+
+    def push_state(self, frame: Any) -> None:
+        pass
+
+    def close(self, code: int, reason: str) -> None:
+        self.close_code = code
+
+
+def registry_with(**settings: Any) -> RoomRegistry:
+    return RoomRegistry(Settings(**settings), Metrics(), MemoryBackplane())
+
+
+async def test_a_join_landing_right_after_the_idle_timer_fired_is_not_closed_4004():
+    registry = registry_with(idle_timeout=0.01)
+    conn = FakeConnection()
+    joined: list[Room] = []
+    on_empty = registry._room_idle
+
+    def idle_then_join(room: Room) -> None:
+        on_empty(room)  # the registry decides, as it does when the timer fires
+        target = registry.get(room.id) or registry.create(room.id)  # the endpoint's join
+        target.admit(conn, "late", spectator=False)  # type: ignore[arg-type]
+        joined.append(target)
+
+    registry._room_idle = idle_then_join  # type: ignore[method-assign]
+    registry.create("racing")
+    async with asyncio.timeout(2):
+        while not joined:
+            await asyncio.sleep(0.01)
+    for _ in range(5):
+        await asyncio.sleep(0)  # let any disposal task run
+    try:
+        assert conn.close_code is None
+        assert registry.get("racing") is joined[0]
+        assert not joined[0].closed
+    finally:
+        await registry.close()
