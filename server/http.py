@@ -18,6 +18,9 @@ from tickrelay.server.registry import RoomExists, RoomFailed
 router = APIRouter()
 
 META_LIMIT = 4096
+META_DEPTH = 4
+"""Levels of nesting ``meta`` may have, itself included: serialising a deeply nested value
+fails, so one room with such a ``meta`` would break ``GET /rooms`` for every caller."""
 
 
 def services(request: Request) -> Services:
@@ -27,7 +30,21 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
+def _nests_within(value: Any, levels: int) -> bool:
+    """Whether ``value`` holds at most ``levels`` levels of objects and arrays; it looks no
+    deeper than one level past the bound, so a hostile value cannot exhaust the stack."""
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return True
+    return levels > 0 and all(_nests_within(child, levels - 1) for child in children)
+
+
 def _check_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    if not _nests_within(meta, META_DEPTH):
+        raise ValueError(f"meta must nest at most {META_DEPTH} levels deep")
     encoded = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
     if len(encoded) > META_LIMIT:
         raise ValueError(f"meta must encode to at most {META_LIMIT} bytes")

@@ -135,6 +135,8 @@ INVALID_OPTIONS = {
     "meta-list": {"meta": [1, 2]},
     "meta-string": {"meta": "mode=duel"},
     "meta-over-4KiB": {"meta": {"blob": "x" * 4200}},
+    "meta-5-levels": {"meta": {"a": {"b": {"c": {"d": {}}}}}},
+    "meta-5-levels-of-arrays": {"meta": {"a": [[[[]]]]}},
     "unknown-logic": {"logic": "no-such-logic"},
     "id-with-slash": {"id": "a/b"},
     "id-with-space": {"id": "a b"},
@@ -163,6 +165,7 @@ BOUNDS = {
     "max_spectators-0": {"max_spectators": 0},
     "max_spectators-10000": {"max_spectators": 10000},
     "meta-3000-bytes": {"meta": {"blob": "x" * 3000}},
+    "meta-4-levels": {"meta": {"a": {"b": [{"d": 1}]}}},
 }
 
 
@@ -189,6 +192,25 @@ async def test_created_room_uses_its_max_players(server, http, admin, room_id):
         with pytest.raises(ConnectRefused) as refused:
             await connect(server.ws, room_id)
     assert refused.value.code == 4009
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """An object ``levels`` levels deep, itself included: ``{"a": {"a": ... 1}}``."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "path, auth", [("/rooms", True), ("/matchmake", False)], ids=["create", "matchmake"]
+)
+async def test_deeply_nested_meta_is_422_and_the_room_listing_keeps_working(
+    http, admin, path, auth
+):
+    response = await http.post(path, json={"meta": nested(300)}, headers=admin if auth else {})
+    assert response.status_code == 422
+    assert (await http.get("/rooms")).status_code == 200
 
 
 # GET /rooms, GET /rooms/{id} ---------------------------------------------------------------
