@@ -25,6 +25,7 @@ from tickrelay.server.logic import JoinRefused
 from tickrelay.server.metrics import Metrics
 from tickrelay.server.registry import RoomFailed, RoomRegistry
 from tickrelay.server.room import Member, Room, SeatRefused
+from tickrelay.server.roomquota import CreationRefused, client_address
 from tickrelay.server.settings import Settings
 from tickrelay.server.tasks import Tasks
 from tickrelay.server.transport import EXTENSION, TransportHandle
@@ -145,9 +146,11 @@ def join(
         if not settings.create_rooms_on_join:
             raise Refusal(CloseCode.NO_ROOM, "no such room")
         try:
-            room = registry.create(room_id)
+            room = registry.create(room_id, creator=client_address(websocket.scope))
         except RoomFailed as exc:
             raise Refusal(CloseCode.INTERNAL, str(exc)) from None
+        except CreationRefused as exc:  # too many rooms, or this address makes them too fast
+            raise Refusal(CloseCode.TRY_AGAIN, exc.reason) from None
     conn.room = room
     pid = identity.pid if identity is not None else secrets.token_hex(6)
     existing = resumed if resumed is not None else room.members.get(pid)

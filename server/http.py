@@ -14,6 +14,7 @@ from tickrelay.protocol import CloseCode
 from tickrelay.server import logic as logic_registry
 from tickrelay.server.endpoint import ROOM_ID, Services
 from tickrelay.server.registry import RoomExists, RoomFailed
+from tickrelay.server.roomquota import CreationRefused, client_address
 
 router = APIRouter()
 
@@ -97,6 +98,11 @@ def _is_admin(request: Request, svc: Services) -> bool:
     return hmac.compare_digest(header[7:].strip().encode(), expected.encode())
 
 
+def _refused(exc: CreationRefused) -> HTTPException:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return HTTPException(exc.status, exc.reason, headers=headers)
+
+
 def require_admin(request: Request, svc: ServicesDep) -> None:
     if not _is_admin(request, svc):
         raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
@@ -120,7 +126,8 @@ async def readyz(svc: ServicesDep, response: Response) -> dict[str, str]:
 
 @router.post("/rooms", status_code=201)
 async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> dict[str, Any]:
-    if svc.settings.admin_token and not _is_admin(request, svc):
+    is_admin = _is_admin(request, svc)
+    if svc.settings.admin_token and not is_admin:
         raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
     registry = svc.registry
     options = registry.default_options(
@@ -131,10 +138,13 @@ async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> d
         logic=body.logic,
         meta=body.meta,
     )
+    creator = None if is_admin else client_address(request.scope)
     try:
-        room = registry.create(body.id, options)
+        room = registry.create(body.id, options, creator)
     except RoomExists:
         raise HTTPException(409, f"room {body.id!r} exists") from None
+    except CreationRefused as exc:
+        raise _refused(exc) from None
     except RoomFailed as exc:
         raise HTTPException(500, str(exc)) from None
     return room.describe()
@@ -154,11 +164,14 @@ async def get_room(room_id: str, svc: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/matchmake")
-async def matchmake(body: Matchmake, svc: ServicesDep) -> dict[str, str]:
+async def matchmake(body: Matchmake, request: Request, svc: ServicesDep) -> dict[str, str]:
+    creator = client_address(request.scope)
     try:
-        room = svc.registry.matchmake(body.logic or "relay", body.meta)
+        room = svc.registry.matchmake(body.logic or "relay", body.meta, creator)
     except RoomFailed as exc:
         raise HTTPException(500, str(exc)) from None
+    except CreationRefused as exc:
+        raise _refused(exc) from None
     return {"room": room.id, "path": f"/ws/rooms/{room.id}"}
 
 

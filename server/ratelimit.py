@@ -25,6 +25,10 @@ class TokenBucket:
         self._tokens = tokens
         return False
 
+    def full(self, now: float) -> bool:
+        """Whether it has refilled to its burst by ``now`` (then it is as good as a new one)."""
+        return self._tokens + (now - self._last) * self.rate >= self.burst
+
 
 class FloodGuard:
     """Decides when a refused sender is told so, and when it has flooded long enough to close.

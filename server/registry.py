@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import Any
 
 from tickrelay.protocol import CloseCode
 from tickrelay.server.backplane import Backplane
 from tickrelay.server.metrics import Metrics
 from tickrelay.server.room import Room, RoomLimits, RoomOptions
+from tickrelay.server.roomquota import RoomQuota
 from tickrelay.server.settings import Settings
 from tickrelay.server.tokens import ResumeTokens
 
@@ -44,6 +46,9 @@ class RoomRegistry:
             max_room_bytes=settings.max_room_state,
         )
         self._disposals: set[asyncio.Task[None]] = set()
+        self.quota = RoomQuota(
+            settings.max_rooms, settings.room_create_rate, settings.room_create_burst
+        )
 
     def default_options(self, **overrides: Any) -> RoomOptions:
         values: dict[str, Any] = {
@@ -57,11 +62,19 @@ class RoomRegistry:
     def get(self, room_id: str) -> Room | None:
         return self.rooms.get(room_id)
 
-    def create(self, room_id: str | None = None, options: RoomOptions | None = None) -> Room:
+    def create(
+        self,
+        room_id: str | None = None,
+        options: RoomOptions | None = None,
+        creator: str | None = None,
+    ) -> Room:
+        """A new started room. ``creator`` is the client address the creation is charged to
+        (None: the operator); CreationRefused when the quota says no."""
         if room_id is None:
             room_id = self._new_id()
         if room_id in self.rooms:
             raise RoomExists(room_id)
+        self.quota.check(len(self.rooms), creator, time.monotonic())
         room = Room(
             room_id,
             options or self.default_options(),
@@ -87,7 +100,7 @@ class RoomRegistry:
     def public_rooms(self) -> list[Room]:
         return [room for room in self.rooms.values() if not room.options.private]
 
-    def matchmake(self, logic: str, meta: dict[str, Any]) -> Room:
+    def matchmake(self, logic: str, meta: dict[str, Any], creator: str | None = None) -> Room:
         """The fullest public room of that logic and meta with a free seat, else a new one."""
         candidates = [
             room
@@ -98,7 +111,8 @@ class RoomRegistry:
         ]
         if candidates:
             return max(candidates, key=lambda room: room.seated)
-        return self.create(options=self.default_options(logic=logic, meta=dict(meta)))
+        options = self.default_options(logic=logic, meta=dict(meta))
+        return self.create(options=options, creator=creator)
 
     async def dispose(self, room_id: str, code: CloseCode = CloseCode.NO_ROOM) -> bool:
         room = self._forget(room_id)
