@@ -6,7 +6,7 @@ import hmac
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,6 +19,8 @@ from tickrelay.server.roomquota import CreationRefused, client_address
 router = APIRouter()
 
 META_LIMIT = 4096
+ROOMS_PAGE = 100
+ROOMS_PAGE_MAX = 1000
 META_DEPTH = 4
 """Levels of nesting ``meta`` may have, itself included: serialising a deeply nested value
 fails, so one room with such a ``meta`` would break ``GET /rooms`` for every caller."""
@@ -151,8 +153,21 @@ async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> d
 
 
 @router.get("/rooms")
-async def list_rooms(svc: ServicesDep) -> list[dict[str, Any]]:
-    return [room.describe() for room in svc.registry.public_rooms()]
+async def list_rooms(
+    svc: ServicesDep,
+    request: Request,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=ROOMS_PAGE_MAX)] = ROOMS_PAGE,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[dict[str, Any]]:
+    """One page of the public rooms in id order. The body stays the contract's array; while
+    more rooms follow, a ``Link: <...>; rel="next"`` header gives the next page's address."""
+    rooms = svc.registry.public_page(after, limit + 1)
+    if len(rooms) > limit:
+        rooms = rooms[:limit]
+        following = f"{request.url.path}?limit={limit}&after={rooms[-1].id}"
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return [room.describe() for room in rooms]
 
 
 @router.get("/rooms/{room_id}")

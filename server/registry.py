@@ -13,6 +13,7 @@ from tickrelay.protocol import CloseCode
 from tickrelay.server.backplane import Backplane
 from tickrelay.server.metrics import Metrics
 from tickrelay.server.room import Room, RoomLimits, RoomOptions
+from tickrelay.server.roomindex import MatchIndex, RoomIds
 from tickrelay.server.roomquota import RoomQuota
 from tickrelay.server.settings import Settings
 from tickrelay.server.tokens import ResumeTokens
@@ -46,6 +47,8 @@ class RoomRegistry:
             max_room_bytes=settings.max_room_state,
         )
         self._disposals: set[asyncio.Task[None]] = set()
+        self.match_index = MatchIndex()
+        self.public_ids = RoomIds()
         self.quota = RoomQuota(
             settings.max_rooms, settings.room_create_rate, settings.room_create_burst
         )
@@ -89,6 +92,10 @@ class RoomRegistry:
             log.exception("room %s: logic %s failed to start", room_id, room.options.logic)
             raise RoomFailed(f"room logic failed to start: {exc}"[:120]) from None
         self.rooms[room_id] = room
+        room.on_seats = self.match_index.seats_changed
+        self.match_index.add(room)
+        if not room.options.private:
+            self.public_ids.add(room_id)
         return room
 
     def _new_id(self) -> str:
@@ -97,20 +104,15 @@ class RoomRegistry:
             if room_id not in self.rooms:
                 return room_id
 
-    def public_rooms(self) -> list[Room]:
-        return [room for room in self.rooms.values() if not room.options.private]
+    def public_page(self, after: str | None, limit: int) -> list[Room]:
+        """Up to ``limit`` public rooms in id order, from the first id after ``after``."""
+        return [self.rooms[room_id] for room_id in self.public_ids.page(after, limit)]
 
     def matchmake(self, logic: str, meta: dict[str, Any], creator: str | None = None) -> Room:
         """The fullest public room of that logic and meta with a free seat, else a new one."""
-        candidates = [
-            room
-            for room in self.public_rooms()
-            if room.options.logic == logic
-            and room.seated < room.options.max_players
-            and all(room.options.meta.get(k, _ABSENT) == v for k, v in meta.items())
-        ]
-        if candidates:
-            return max(candidates, key=lambda room: room.seated)
+        found = self.match_index.find(logic, meta)
+        if found is not None:
+            return found
         options = self.default_options(logic=logic, meta=dict(meta))
         return self.create(options=options, creator=creator)
 
@@ -123,7 +125,11 @@ class RoomRegistry:
 
     def _forget(self, room_id: str) -> Room | None:
         """Take the room out of every lookup at once: a later join creates a new one."""
-        return self.rooms.pop(room_id, None)
+        room = self.rooms.pop(room_id, None)
+        if room is not None:
+            self.match_index.remove(room)
+            self.public_ids.remove(room_id)
+        return room
 
     def _room_idle(self, room: Room) -> None:
         """The idle timer fired. The room leaves the registry now, in the same step as the
@@ -143,6 +149,3 @@ class RoomRegistry:
         for task in list(self._disposals):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-_ABSENT = object()

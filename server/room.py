@@ -123,6 +123,8 @@ class Room:
         self._order = itertools.count()
         self._on_empty = on_empty
         self._idle: asyncio.TimerHandle | None = None
+        # Told whenever `seated` changes: the registry keeps its matchmaking index with it.
+        self.on_seats: Callable[[Room], None] = lambda room: None
         self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats)
         self.logic: RoomLogic = logic_cls(self)
 
@@ -188,6 +190,7 @@ class Room:
             self._send_snap(conn)
             return member
         self.seated += 1
+        self.on_seats(self)
         self.state.add_player(pid)
         if initial:
             self.state.set_player(pid, initial)
@@ -311,6 +314,7 @@ class Room:
             self.spectators -= 1
         else:
             self.seated -= 1
+            self.on_seats(self)
             self.state.remove_player(member.pid)
             self.ticks.wake()
             self._broadcast(m.leave(member.pid, reason.value), exclude=member)

@@ -64,3 +64,50 @@ async def test_a_join_landing_right_after_the_idle_timer_fired_is_not_closed_400
         assert not joined[0].closed
     finally:
         await registry.close()
+
+
+# Matchmaking through the index -------------------------------------------------------------
+
+
+def seat(room: Room, count: int) -> None:
+    for n in range(count):
+        room.admit(FakeConnection(), f"{room.id}-p{n}", spectator=False)  # type: ignore[arg-type]
+
+
+async def test_matchmake_picks_the_fullest_matching_room_and_the_earliest_among_equals():
+    registry = registry_with()
+    try:
+        rooms = [
+            registry.create(name, registry.default_options(meta={"mode": "duel", "n": i}))
+            for i, name in enumerate(["one", "two", "three", "four"])
+        ]
+        registry.create("other", registry.default_options(meta={"mode": "race"}))
+        seat(rooms[1], 2)
+        seat(rooms[2], 2)
+        assert registry.matchmake("relay", {"mode": "duel"}) is rooms[1]
+    finally:
+        await registry.close()
+
+
+async def test_matchmake_matches_meta_values_as_python_equality_does():
+    registry = registry_with()
+    try:
+        room = registry.create("r", registry.default_options(meta={"level": 1, "tags": ["a"]}))
+        assert registry.matchmake("relay", {"level": 1.0}) is room
+        assert registry.matchmake("relay", {"tags": ["a"], "level": True}) is room
+        assert registry.matchmake("relay", {"level": 2}) is not room
+    finally:
+        await registry.close()
+
+
+async def test_matchmake_leaves_out_full_and_private_rooms():
+    registry = registry_with()
+    try:
+        full = registry.create("full", registry.default_options(max_players=1))
+        seat(full, 1)
+        registry.create("private", registry.default_options(private=True))
+        found = registry.matchmake("relay", {})
+        assert found.id not in ("full", "private")
+        assert registry.matchmake("relay", {}) is found
+    finally:
+        await registry.close()
