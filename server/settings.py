@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     event_rate: float = Field(30.0, gt=0)
     event_burst: int = Field(60, ge=1)
     flood_close_after: float = Field(5.0, gt=0)
+    message_bytes_rate: float = Field(128 * 1024, gt=0)
+    message_bytes_burst: int = Field(256 * 1024, ge=256)
 
     heartbeat_interval: float = Field(20.0, gt=0)
     heartbeat_timeout: float = Field(20.0, gt=0)
@@ -80,6 +82,13 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"{item!r} is not an IP address, a network or *") from None
         return value
+
+    @model_validator(mode="after")
+    def _burst_holds_a_message(self) -> Settings:
+        """A burst below the largest message would refuse that message forever."""
+        if self.message_bytes_burst < self.max_message_size:
+            raise ValueError("message_bytes_burst must be at least max_message_size")
+        return self
 
     @model_validator(mode="after")
     def _workers_need_redis(self) -> Settings:
