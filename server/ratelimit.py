@@ -20,13 +20,13 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = now
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, amount: float = 1.0) -> bool:
         tokens = self._tokens + (now - self._last) * self.rate
         self._last = now
         if tokens > self.burst:
             tokens = self.burst
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+        if tokens >= amount:
+            self._tokens = tokens - amount
             return True
         self._tokens = tokens
         return False
@@ -36,41 +36,24 @@ class TokenBucket:
         return self._tokens + (now - self._last) * self.rate >= self.burst
 
 
-class ByteBudget:
+class ByteBudget(TokenBucket):
     """``rate`` bytes per second, at most ``burst`` saved up: bounds what a connection's
     frames cost to decode, which counting messages does not (a 64 KiB input is one message).
 
-    While the budget lasts a frame costs one subtraction: the clock is read only when a frame
-    does not fit. Refilling that late also credits time the budget sat full, so after a quiet
-    spell a client may spend up to two bursts at once; under a steady flood it is exact.
+    While the budget lasts a frame costs one subtraction: the clock is read and the refill
+    computed only when a frame does not fit. Refilling that late also credits time the budget
+    sat full, so after a quiet spell a client may spend up to two bursts at once; under a
+    steady flood it is exact.
     """
 
-    __slots__ = ("_last", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._last = now
+    __slots__ = ()
 
     def spend(self, size: int) -> bool:
         tokens = self._tokens - size
         if tokens >= 0.0:
             self._tokens = tokens
             return True
-        return self._refill_and_spend(size)
-
-    def _refill_and_spend(self, size: int) -> bool:
-        now = time.monotonic()
-        tokens = self._tokens + (now - self._last) * self.rate
-        self._last = now
-        if tokens > self.burst:
-            tokens = self.burst
-        if tokens >= size:
-            self._tokens = tokens - size
-            return True
-        self._tokens = tokens
-        return False
+        return self.take(time.monotonic(), size)
 
 
 class FloodGuard:

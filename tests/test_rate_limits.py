@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -31,6 +33,20 @@ async def barrier(client: RoomClient) -> None:
 
 def errors(messages: list[dict]) -> list[dict]:
     return [msg for msg in messages if msg["t"] == "error"]
+
+
+async def flood_until_closed(
+    flooder: RoomClient, send: Callable[[], Awaitable[Any]], pause: float
+) -> int | None:
+    """Call ``send`` every ``pause`` seconds until the server closes; its close code."""
+    async with asyncio.timeout(10):
+        try:
+            while True:
+                await send()
+                await asyncio.sleep(pause)
+        except ClientClosed:
+            pass
+        return await flooder.wait_closed()
 
 
 async def test_inputs_beyond_the_burst_get_a_single_rate_limited_error(limited, room_id):
@@ -123,14 +139,9 @@ async def test_a_client_flooding_for_flood_close_after_seconds_is_closed_1008_an
         await connect(limited.ws, room_id) as flooder,
         await connect(limited.ws, room_id) as observer,
     ):
-        async with asyncio.timeout(10):
-            try:
-                while True:
-                    await flooder.send_input({"spam": flooder.seq})
-                    await asyncio.sleep(0.02)
-            except ClientClosed:
-                pass
-            code = await flooder.wait_closed()
+        code = await flood_until_closed(
+            flooder, lambda: flooder.send_input({"spam": flooder.seq}), 0.02
+        )
         leave = await observer.wait_for("leave")
         assert code == 1008
         assert leave == {"t": "leave", "pid": flooder.pid, "reason": "error"}
@@ -190,14 +201,8 @@ async def test_a_client_over_its_byte_budget_for_flood_close_after_seconds_is_cl
         await connect(byte_limited.ws, room_id) as flooder,
         await connect(byte_limited.ws, room_id) as observer,
     ):
-        async with asyncio.timeout(10):
-            try:
-                while True:  # 10 events a second: well under the event rate, not the bytes
-                    await flooder.send_event({"blob": BIG})
-                    await asyncio.sleep(0.1)
-            except ClientClosed:
-                pass
-            code = await flooder.wait_closed()
+        # 10 events a second: well under the event rate, far over the byte budget
+        code = await flood_until_closed(flooder, lambda: flooder.send_event({"blob": BIG}), 0.1)
         leave = await observer.wait_for("leave")
     assert code == 1008
     assert leave == {"t": "leave", "pid": flooder.pid, "reason": "error"}
