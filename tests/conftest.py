@@ -7,6 +7,7 @@ signs of sloppy task handling: a test run that leaks tasks or sockets fails.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -172,12 +173,17 @@ def server(servers: ServerPool) -> ServerProcess:
     return servers.get()
 
 
+_room_serials = itertools.count(1)
+
+
 @pytest.fixture
 def room_id(request: pytest.FixtureRequest) -> str:
     """A room id unique to the test, so tests sharing a server never share a room."""
     name = request.node.name.replace("[", "-").replace("]", "")
     cleaned = "".join(c if c.isalnum() or c in "_-" else "-" for c in name)
-    return f"{cleaned[:40]}-{free_port()}"
+    # The serial keeps ids apart where the port alone did not: parametrized cases share
+    # their first 40 characters, and a free port may come back within a session.
+    return f"{cleaned[:40]}-{next(_room_serials)}-{free_port()}"
 
 
 async def state_until(client: Any, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
