@@ -32,7 +32,9 @@ def apply_patch(target: Any, patch: Any) -> Any:
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Copy ``target`` only on its first real change, so a no-op patch returns it as is."""
+    """Copy ``target`` only on its first real change, so a no-op patch returns it as is:
+    setting a value equal to the one held is no change either (states compare by identity
+    to decide whether a room has anything to publish, see ``tickrelay.server.state``)."""
     result: dict[str, Any] | None = None
     for key, value in patch.items():
         old = target.get(key, _MISSING)
@@ -45,6 +47,8 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, dict):
             new = _merge(old, value) if isinstance(old, dict) else _create(value)
+        elif old is not _MISSING and _same(old, value):
+            continue  # the value it already has (as the wire sees it): no change, no copy
         else:
             new = value
         if new is old:

@@ -132,6 +132,7 @@ def serve(settings: Settings) -> int:
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=settings.heartbeat_timeout,
         ws_per_message_deflate=settings.permessage_deflate,
+        forwarded_allow_ips=",".join(settings.forwarded_allow_ips),
         log_level=settings.log_level,
         lifespan="on",
         timeout_graceful_shutdown=5,

@@ -30,7 +30,7 @@ from tickrelay.protocol import (
     parse_client_message,
 )
 from tickrelay.server.outbox import Outbox, PeerGone
-from tickrelay.server.ratelimit import FloodGuard, TokenBucket
+from tickrelay.server.ratelimit import BUDGET_EXEMPT_SIZE, ByteBudget, FloodGuard, TokenBucket
 from tickrelay.server.settings import Settings
 from tickrelay.server.tasks import Tasks
 from tickrelay.server.wire import Encoded, StateFrame, Wire
@@ -106,6 +106,7 @@ class Connection:
         self._inputs = TokenBucket(settings.input_rate, settings.input_burst, now)
         self._others = TokenBucket(settings.event_rate, settings.event_burst, now)
         self._flood = FloodGuard(settings.flood_close_after)
+        self._bytes = ByteBudget(settings.message_bytes_rate, settings.message_bytes_burst, now)
         self._kind = "bytes" if codec.binary else "text"
         self._stopped_writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -222,6 +223,10 @@ class Connection:
             self.handle_frame(data)
 
     def handle_frame(self, data: bytes | str) -> None:
+        # The byte budget refuses a frame before it costs a decode, so the error has no ref.
+        if not self._bytes.spend(len(data)) and len(data) > BUDGET_EXEMPT_SIZE:
+            self._refuse(time.monotonic(), None)
+            return
         try:
             raw = self.codec.decode(data)
         except ProtocolError as exc:
@@ -242,14 +247,18 @@ class Connection:
         bucket = self._inputs if kind == "input" else self._others
         if bucket.take(now):
             return True
+        seq = raw.get("seq")
+        self._refuse(now, seq if kind == "input" and type(seq) is int else kind)
+        return False
+
+    def _refuse(self, now: float, ref: int | str | None) -> None:
+        """A message over a rate limit or the byte budget: tell at most once a second, and
+        close a client that keeps flooding (contract section 4)."""
         tell, flooding = self._flood.refused(now)
         if flooding:
             self.close(CloseCode.POLICY, "rate limit exceeded for too long")
         elif tell:
-            seq = raw.get("seq")
-            ref = seq if kind == "input" and type(seq) is int else kind
             self.send_error(ErrorCode.RATE_LIMITED, "slow down", ref)
-        return False
 
     def dispatch(self, message: Any) -> None:
         if self.state is not JOINED:

@@ -21,6 +21,7 @@ from tickrelay.server.auth import Identity, check_room, verify
 from tickrelay.server.connection import Connection
 from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.room import RESUME_FAILED
+from tickrelay.server.roomquota import client_address
 from tickrelay.server.services import Services
 from tickrelay.server.settings import Settings
 from tickrelay.server.transport import EXTENSION, TransportHandle
@@ -119,7 +120,8 @@ async def join(
     spectate_only = identity is not None and identity.spectate_only
     resume_token = query.get("resume")
     create = settings.create_rooms_on_join and resume_token is None
-    room = await services.registry.locate(room_id, create=create)
+    creator = client_address(websocket.scope)
+    room = await services.registry.locate(room_id, create=create, creator=creator)
     if room is None:
         if resume_token is not None:
             raise JoinRefusal(CloseCode.RESUME_FAILED, RESUME_FAILED)

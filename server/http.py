@@ -6,7 +6,7 @@ import hmac
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,11 +14,17 @@ from tickrelay.protocol import CloseCode
 from tickrelay.server import logic as logic_registry
 from tickrelay.server.endpoint import ROOM_ID
 from tickrelay.server.registry import RoomExists, RoomFailed
+from tickrelay.server.roomquota import CreationRefused, client_address
 from tickrelay.server.services import Services
 
 router = APIRouter()
 
 META_LIMIT = 4096
+ROOMS_PAGE = 100
+ROOMS_PAGE_MAX = 1000
+META_DEPTH = 4
+"""Levels of nesting ``meta`` may have, itself included: serialising a deeply nested value
+fails, so one room with such a ``meta`` would break ``GET /rooms`` for every caller."""
 
 
 def services(request: Request) -> Services:
@@ -28,7 +34,21 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
+def _nests_within(value: Any, levels: int) -> bool:
+    """Whether ``value`` holds at most ``levels`` levels of objects and arrays; it looks no
+    deeper than one level past the bound, so a hostile value cannot exhaust the stack."""
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return True
+    return levels > 0 and all(_nests_within(child, levels - 1) for child in children)
+
+
 def _check_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    if not _nests_within(meta, META_DEPTH):
+        raise ValueError(f"meta must nest at most {META_DEPTH} levels deep")
     encoded = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
     if len(encoded) > META_LIMIT:
         raise ValueError(f"meta must encode to at most {META_LIMIT} bytes")
@@ -81,6 +101,11 @@ def _is_admin(request: Request, svc: Services) -> bool:
     return hmac.compare_digest(header[7:].strip().encode(), expected.encode())
 
 
+def _refused(exc: CreationRefused) -> HTTPException:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return HTTPException(exc.status, exc.reason, headers=headers)
+
+
 def require_admin(request: Request, svc: ServicesDep) -> None:
     if not _is_admin(request, svc):
         raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
@@ -104,7 +129,8 @@ async def readyz(svc: ServicesDep, response: Response) -> dict[str, str]:
 
 @router.post("/rooms", status_code=201)
 async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> dict[str, Any]:
-    if svc.settings.admin_token and not _is_admin(request, svc):
+    is_admin = _is_admin(request, svc)
+    if svc.settings.admin_token and not is_admin:
         raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
     registry = svc.registry
     options = registry.default_options(
@@ -115,18 +141,34 @@ async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> d
         logic=body.logic,
         meta=body.meta,
     )
+    creator = None if is_admin else client_address(request.scope)
     try:
-        room = registry.create(body.id, options)
+        room = registry.create(body.id, options, creator)
     except RoomExists:
         raise HTTPException(409, f"room {body.id!r} exists") from None
+    except CreationRefused as exc:
+        raise _refused(exc) from None
     except RoomFailed as exc:
         raise HTTPException(500, str(exc)) from None
     return room.describe()
 
 
 @router.get("/rooms")
-async def list_rooms(svc: ServicesDep) -> list[dict[str, Any]]:
-    return [room.describe() for room in svc.registry.public_rooms()]
+async def list_rooms(
+    svc: ServicesDep,
+    request: Request,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=ROOMS_PAGE_MAX)] = ROOMS_PAGE,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[dict[str, Any]]:
+    """One page of the public rooms in id order. The body stays the contract's array; while
+    more rooms follow, a ``Link: <...>; rel="next"`` header gives the next page's address."""
+    rooms = svc.registry.public_page(after, limit + 1)
+    if len(rooms) > limit:
+        rooms = rooms[:limit]
+        following = f"{request.url.path}?limit={limit}&after={rooms[-1].id}"
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return [room.describe() for room in rooms]
 
 
 @router.get("/rooms/{room_id}")
@@ -138,11 +180,14 @@ async def get_room(room_id: str, svc: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/matchmake")
-async def matchmake(body: Matchmake, svc: ServicesDep) -> dict[str, str]:
+async def matchmake(body: Matchmake, request: Request, svc: ServicesDep) -> dict[str, str]:
+    creator = client_address(request.scope)
     try:
-        room = svc.registry.matchmake(body.logic or "relay", body.meta)
+        room = svc.registry.matchmake(body.logic or "relay", body.meta, creator)
     except RoomFailed as exc:
         raise HTTPException(500, str(exc)) from None
+    except CreationRefused as exc:
+        raise _refused(exc) from None
     return {"room": room.id, "path": f"/ws/rooms/{room.id}"}
 
 

@@ -1,6 +1,12 @@
-"""Per-connection token buckets and the flood rule of the contract (section 4)."""
+"""Per-connection token buckets, the byte budget, and the flood rule of the contract (section 4)."""
 
 from __future__ import annotations
+
+import time
+
+BUDGET_EXEMPT_SIZE = 64
+"""Frames of at most this many bytes pass an exhausted byte budget (the message buckets
+still count them): they cost nothing to decode, and a ``leave`` must never be refused."""
 
 
 class TokenBucket:
@@ -14,16 +20,40 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = now
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, amount: float = 1.0) -> bool:
         tokens = self._tokens + (now - self._last) * self.rate
         self._last = now
         if tokens > self.burst:
             tokens = self.burst
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+        if tokens >= amount:
+            self._tokens = tokens - amount
             return True
         self._tokens = tokens
         return False
+
+    def full(self, now: float) -> bool:
+        """Whether it has refilled to its burst by ``now`` (then it is as good as a new one)."""
+        return self._tokens + (now - self._last) * self.rate >= self.burst
+
+
+class ByteBudget(TokenBucket):
+    """``rate`` bytes per second, at most ``burst`` saved up: bounds what a connection's
+    frames cost to decode, which counting messages does not (a 64 KiB input is one message).
+
+    While the budget lasts a frame costs one subtraction: the clock is read and the refill
+    computed only when a frame does not fit. Refilling that late also credits time the budget
+    sat full, so after a quiet spell a client may spend up to two bursts at once; under a
+    steady flood it is exact.
+    """
+
+    __slots__ = ()
+
+    def spend(self, size: int) -> bool:
+        tokens = self._tokens - size
+        if tokens >= 0.0:
+            self._tokens = tokens
+            return True
+        return self.take(time.monotonic(), size)
 
 
 class FloodGuard:

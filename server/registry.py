@@ -15,6 +15,8 @@ from tickrelay.server.metrics import Metrics
 from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.room import Room
 from tickrelay.server.room_options import RoomLimits, RoomOptions
+from tickrelay.server.roomindex import MatchIndex, RoomIds
+from tickrelay.server.roomquota import RoomQuota
 from tickrelay.server.settings import Settings
 from tickrelay.server.tokens import ResumeTokens
 
@@ -56,6 +58,11 @@ class RoomRegistry:
             max_player_bytes=settings.max_player_state,
             max_room_bytes=settings.max_room_state,
         )
+        self.match_index = MatchIndex()
+        self.public_ids = RoomIds()
+        self.quota = RoomQuota(
+            settings.max_rooms, settings.room_create_rate, settings.room_create_burst
+        )
         self._disposals: set[asyncio.Task[None]] = set()
 
     def default_options(self, **overrides: Any) -> RoomOptions:
@@ -70,19 +77,28 @@ class RoomRegistry:
     def get(self, room_id: str) -> Room | None:
         return self.rooms.get(room_id)
 
-    async def locate(self, room_id: str, create: bool) -> Room | None:
+    async def locate(self, room_id: str, create: bool, creator: str | None = None) -> Room | None:
         """The room a join goes to: this worker's, or a new one when ``create`` (None when
-        neither). Async so that a registry shared between workers can ask the cluster."""
+        neither), charged to the ``creator`` address. Async so that a registry shared
+        between workers can ask the cluster."""
         room = self.rooms.get(room_id)
         if room is None and create:
-            room = self.create(room_id)
+            room = self.create(room_id, creator=creator)
         return room
 
-    def create(self, room_id: str | None = None, options: RoomOptions | None = None) -> Room:
+    def create(
+        self,
+        room_id: str | None = None,
+        options: RoomOptions | None = None,
+        creator: str | None = None,
+    ) -> Room:
+        """A new started room. ``creator`` is the client address the creation is charged to
+        (None: the operator); CreationRefused when the quota says no."""
         if room_id is None:
             room_id = self._new_id()
         if room_id in self.rooms:
             raise RoomExists(room_id)
+        self.quota.check(len(self.rooms), creator, self.clock.now())
         room = Room(
             room_id,
             options or self.default_options(),
@@ -98,6 +114,10 @@ class RoomRegistry:
             log.exception("room %s: logic %s failed to start", room_id, room.options.logic)
             raise RoomFailed(f"room logic failed to start: {exc}"[:120]) from None
         self.rooms[room_id] = room
+        room.on_seats = self.match_index.seats_changed
+        self.match_index.add(room)
+        if not room.options.private:
+            self.public_ids.add(room_id)
         return room
 
     def _new_id(self) -> str:
@@ -106,34 +126,43 @@ class RoomRegistry:
             if room_id not in self.rooms:
                 return room_id
 
-    def public_rooms(self) -> list[Room]:
-        return [room for room in self.rooms.values() if not room.options.private]
+    def public_page(self, after: str | None, limit: int) -> list[Room]:
+        """Up to ``limit`` public rooms in id order, from the first id after ``after``."""
+        return [self.rooms[room_id] for room_id in self.public_ids.page(after, limit)]
 
-    def matchmake(self, logic: str, meta: dict[str, Any]) -> Room:
+    def matchmake(self, logic: str, meta: dict[str, Any], creator: str | None = None) -> Room:
         """The fullest public room of that logic and meta with a free seat, else a new one."""
-        candidates = [
-            room
-            for room in self.public_rooms()
-            if room.options.logic == logic
-            and room.seated < room.options.max_players
-            and all(room.options.meta.get(k, _ABSENT) == v for k, v in meta.items())
-        ]
-        if candidates:
-            return max(candidates, key=lambda room: room.seated)
-        return self.create(options=self.default_options(logic=logic, meta=dict(meta)))
+        found = self.match_index.find(logic, meta)
+        if found is not None:
+            return found
+        options = self.default_options(logic=logic, meta=dict(meta))
+        return self.create(options=options, creator=creator)
 
     async def dispose(self, room_id: str, code: CloseCode = CloseCode.NO_ROOM) -> bool:
-        room = self.rooms.pop(room_id, None)
+        room = self._forget(room_id)
         if room is None:
             return False
         await room.close(code)
         return True
 
+    def _forget(self, room_id: str) -> Room | None:
+        """Take the room out of every lookup at once: a later join creates a new one."""
+        room = self.rooms.pop(room_id, None)
+        if room is not None:
+            self.match_index.remove(room)
+            self.public_ids.remove(room_id)
+        return room
+
     def _room_idle(self, room: Room) -> None:
-        if self.rooms.get(room.id) is room:
-            task = asyncio.get_running_loop().create_task(self.dispose(room.id))
-            self._disposals.add(task)
-            task.add_done_callback(self._disposals.discard)
+        """The idle timer fired. The room leaves the registry now, in the same step as the
+        emptiness check, so no join can land in a room already promised to the disposal:
+        only the closing itself (an await) is left to a task."""
+        if self.rooms.get(room.id) is not room or room.roster:
+            return
+        self._forget(room.id)
+        task = asyncio.get_running_loop().create_task(room.close(CloseCode.NO_ROOM))
+        self._disposals.add(task)
+        task.add_done_callback(self._disposals.discard)
 
     async def close(self) -> None:
         """Dispose every room (members get ``code``) and await every disposal."""
@@ -142,6 +171,3 @@ class RoomRegistry:
         for task in list(self._disposals):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-_ABSENT = object()

@@ -82,6 +82,8 @@ class Room:
         # Members whose first snap waits for the next tick (see _send_snap).
         self._want_snap: list[tuple[Member, MemberLink]] = []
         self._on_empty = on_empty
+        # Told whenever `seated` changes: the registry keeps its matchmaking index with it.
+        self.on_seats: Callable[[Room], None] = _no_seat_watcher
         self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
         self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats, clock)
         # Bound once: every input goes through them.
@@ -190,6 +192,7 @@ class Room:
             self._send_snap(member, link)
             return member
         self.state.add_player(pid)
+        self.on_seats(self)
         if initial:
             self.state.set_player(pid, initial)
         new_host = self.host.claim(member)
@@ -229,6 +232,9 @@ class Room:
             carried = self.grace.end(member)
         came_back = member.state is AWAY
         self.roster.connect(member, link)
+        # A seat coming back into a room without a host takes the role before its welcome,
+        # which must already name it (contract section 5); the `host` broadcast stays last.
+        took_host = self.host.claim(member)
         self._welcome(member, link, resumed=by_token or not member.spectator)
         for wire in carried:
             link.push_reliable(wire)
@@ -237,7 +243,7 @@ class Room:
             return
         if came_back:
             self._broadcast(m.back(member.pid), exclude=member.pid)
-        if self.host.claim(member):
+        if took_host:
             self._broadcast(m.host(member.pid))
 
     def _send_snap(self, member: Member, link: MemberLink) -> None:
@@ -298,6 +304,7 @@ class Room:
         self._forget(member)
         if not member.spectator:
             self.state.remove_player(member.pid)
+            self.on_seats(self)
             self.ticks.wake()
             self._broadcast(m.leave(member.pid, reason.value), exclude=member.pid)
             try:
@@ -438,3 +445,7 @@ class Room:
     def _idle_over(self) -> None:
         if not self.roster and self.status is RoomStatus.OPEN:
             self._on_empty(self)
+
+
+def _no_seat_watcher(room: Room) -> None:
+    """The default ``on_seats``: a room outside a registry has no index to keep."""

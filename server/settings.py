@@ -6,6 +6,7 @@ so a bad value is refused at start with a message that names it.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
     auth_leeway: float = Field(5.0, ge=0, le=30)
     admin_token: str | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"]
+    )
 
     tick_rate: int = Field(20, ge=1, le=128)
     max_players: int = Field(16, ge=1, le=1024)
@@ -34,6 +38,9 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(30.0, ge=0)
     resume_grace: float = Field(15.0, ge=0)
     logic_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_rooms: int = Field(10_000, ge=1)
+    room_create_rate: float = Field(5.0, gt=0)
+    room_create_burst: int = Field(50, ge=1)
 
     max_message_size: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
     max_player_state: int = Field(16 * 1024, ge=64)
@@ -47,6 +54,8 @@ class Settings(BaseSettings):
     event_rate: float = Field(30.0, gt=0)
     event_burst: int = Field(60, ge=1)
     flood_close_after: float = Field(5.0, gt=0)
+    message_bytes_rate: float = Field(128 * 1024, gt=0)
+    message_bytes_burst: int = Field(256 * 1024, ge=256)
 
     heartbeat_interval: float = Field(20.0, gt=0)
     heartbeat_timeout: float = Field(20.0, gt=0)
@@ -54,13 +63,32 @@ class Settings(BaseSettings):
     permessage_deflate: bool = False
     log_level: str = "info"
 
-    @field_validator("allowed_origins", "logic_modules", mode="before")
+    @field_validator("allowed_origins", "forwarded_allow_ips", "logic_modules", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         """Environment variables carry lists as ``a,b,c``: friendlier than JSON in a shell."""
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: list[str]) -> list[str]:
+        """uvicorn takes a mistyped address for a literal that never matches: refuse it."""
+        for item in value:
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address, a network or *") from None
+        return value
+
+    @model_validator(mode="after")
+    def _burst_holds_a_message(self) -> Settings:
+        """A burst below the largest message would refuse that message forever."""
+        if self.message_bytes_burst < self.max_message_size:
+            raise ValueError("message_bytes_burst must be at least max_message_size")
+        return self
 
     @model_validator(mode="after")
     def _workers_need_redis(self) -> Settings:

@@ -36,7 +36,9 @@ class RoomState:
         self.acks: dict[str, int] = {}
         self._touched: set[str] = set()
         self._acks_touched: set[str] = set()
-        self.last_frame = StateFrame(0, None, now_ms(), {}, {}, {})
+        # The same room object as the current state: a new room has nothing to publish, and
+        # a room with nothing to publish must not tick (``dirty`` compares identities).
+        self.last_frame = StateFrame(0, None, now_ms(), {}, self.room, {})
 
     @property
     def dirty(self) -> bool:
@@ -72,8 +74,8 @@ class RoomState:
         return new
 
     def set_player(self, pid: str, state: Any) -> None:
-        if pid not in self.players:
-            raise KeyError(pid)
+        if self.players[pid] is state:
+            return  # a patch that changed nothing returns its target: no change to publish
         self.players[pid] = state
         self._touched.add(pid)
 
@@ -98,6 +100,8 @@ class RoomState:
             room_patch = diff(last.room, self.room)
             if room_patch != {}:
                 patch["room"] = room_patch
+            else:  # equal on the wire: keep the published object, or the room stays dirty
+                self.room = last.room
         acks_patch = self._acks_patch(last.acks)
         self._touched.clear()
         self._acks_touched.clear()

@@ -7,6 +7,7 @@ signs of sloppy task handling: a test run that leaks tasks or sockets fails.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -80,7 +81,9 @@ def _env_for(settings: dict[str, Any]) -> dict[str, str]:
 
 def start_server(settings: dict[str, Any], log_dir: Path) -> ServerProcess:
     port = free_port()
-    merged = {"admin_token": ADMIN, "log_level": "warning", **settings}
+    # Tests make rooms from one address far faster than any client should: a test about
+    # the creation rate sets its own.
+    merged = {"admin_token": ADMIN, "log_level": "warning", "room_create_rate": 1000, **settings}
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -173,9 +176,14 @@ def server(servers: ServerPool) -> ServerProcess:
     return servers.get()
 
 
+_room_serials = itertools.count(1)
+
+
 @pytest.fixture
 def room_id(request: pytest.FixtureRequest) -> str:
     """A room id unique to the test, so tests sharing a server never share a room."""
     name = request.node.name.replace("[", "-").replace("]", "")
     cleaned = "".join(c if c.isalnum() or c in "_-" else "-" for c in name)
-    return f"{cleaned[:40]}-{free_port()}"
+    # The serial keeps ids apart where the port alone did not: parametrized cases share
+    # their first 40 characters, and a free port may come back within a session.
+    return f"{cleaned[:40]}-{next(_room_serials)}-{free_port()}"

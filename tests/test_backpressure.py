@@ -25,6 +25,9 @@ from tickrelay.protocol import Limits, MirrorError, MsgpackCodec, StateMirror
 
 BOUND = 256 * 1024  # 64 KiB transport high-water + one state message + reliable queue bound
 CODEC = MsgpackCodec(Limits(max_message_size=2**30))
+FAST_SENDER = {"message_bytes_rate": 8 * 1024 * 1024}
+"""Tests that flood a room with 60 KB messages to fill a reader's buffers: a byte budget
+that lets the sender do it (the default refuses past 128 KiB a second)."""
 
 
 def blob(seq: int, size: int) -> str:
@@ -142,7 +145,8 @@ async def test_a_stalled_client_slows_no_one_and_its_queued_bytes_stay_bounded(s
     assert max(held[half:]) <= max(held[:half]) + 8 * 1024, held
 
 
-async def test_a_client_that_reads_again_after_stalling_gets_a_snap_and_continues(server, room_id):
+async def test_a_client_that_reads_again_after_stalling_gets_a_snap_and_continues(servers, room_id):
+    server = servers.get(**FAST_SENDER)
     async with httpx.AsyncClient(base_url=server.http, headers=server.admin_headers()) as http:
         created = await http.post("/rooms", json={"id": room_id, "tick_rate": 40})
         assert created.status_code == 201
@@ -187,7 +191,7 @@ async def test_a_client_that_reads_again_after_stalling_gets_a_snap_and_continue
 
 
 async def test_a_reliable_queue_overflow_closes_4011_and_counts_as_a_drop(servers, room_id):
-    server = servers.get(reliable_queue_messages=16)
+    server = servers.get(reliable_queue_messages=16, **FAST_SENDER)
     async with (
         httpx.AsyncClient(base_url=server.http, headers=server.admin_headers()) as http,
         await connect(server.ws, room_id) as sender,

@@ -53,6 +53,23 @@ def test_serve_with_an_out_of_range_tick_rate_exits_with_one_line_naming_it():
     assert "tick_rate" in lines[0]
 
 
+def refusal_line(*flags: str) -> str:
+    """The one line ``serve`` prints when it refuses to start with ``flags``."""
+    result = run_cli("serve", "--port", "0", *flags)
+    assert result.returncode != 0
+    [line] = error_lines(result)
+    return line
+
+
+def test_serve_with_a_byte_burst_below_the_largest_message_exits_with_one_line_naming_it():
+    assert "message_bytes_burst" in refusal_line("--message-bytes-burst", "1024")
+
+
+def test_serve_with_a_trusted_proxy_that_is_not_an_address_exits_with_one_line_naming_it():
+    line = refusal_line("--forwarded-allow-ips", "127.0.0.1,proxy.local")
+    assert "forwarded_allow_ips" in line
+
+
 def test_serve_refuses_a_bad_setting_from_the_environment_too():
     result = run_cli("serve", "--port", "0", TICKRELAY_TICK_RATE="0")
     assert result.returncode != 0

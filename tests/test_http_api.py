@@ -41,6 +41,18 @@ def admin(server) -> dict[str, str]:
     return server.admin_headers()
 
 
+async def listed(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """Every public room: ``GET /rooms`` page after page, following its ``next`` links."""
+    rooms: list[dict[str, Any]] = []
+    url: str | None = "/rooms"
+    while url is not None:
+        response = await http.get(url)
+        assert response.status_code == 200
+        rooms += response.json()
+        url = response.links.get("next", {}).get("url")
+    return rooms
+
+
 async def create(http: httpx.AsyncClient, admin: dict[str, str], **body: Any) -> dict[str, Any]:
     response = await http.post("/rooms", json=body, headers=admin)
     assert response.status_code == 201, response.text
@@ -135,6 +147,8 @@ INVALID_OPTIONS = {
     "meta-list": {"meta": [1, 2]},
     "meta-string": {"meta": "mode=duel"},
     "meta-over-4KiB": {"meta": {"blob": "x" * 4200}},
+    "meta-5-levels": {"meta": {"a": {"b": {"c": {"d": {}}}}}},
+    "meta-5-levels-of-arrays": {"meta": {"a": [[[[]]]]}},
     "unknown-logic": {"logic": "no-such-logic"},
     "id-with-slash": {"id": "a/b"},
     "id-with-space": {"id": "a b"},
@@ -150,7 +164,7 @@ INVALID_OPTIONS = {
 async def test_create_room_with_invalid_options_is_422(http, admin, body):
     response = await http.post("/rooms", json=body, headers=admin)
     assert response.status_code == 422
-    rooms = (await http.get("/rooms")).json()
+    rooms = await listed(http)
     if "id" in body:
         assert body["id"] not in {room["id"] for room in rooms}
 
@@ -163,6 +177,7 @@ BOUNDS = {
     "max_spectators-0": {"max_spectators": 0},
     "max_spectators-10000": {"max_spectators": 10000},
     "meta-3000-bytes": {"meta": {"blob": "x" * 3000}},
+    "meta-4-levels": {"meta": {"a": {"b": [{"d": 1}]}}},
 }
 
 
@@ -191,6 +206,25 @@ async def test_created_room_uses_its_max_players(server, http, admin, room_id):
     assert refused.value.code == 4009
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """An object ``levels`` levels deep, itself included: ``{"a": {"a": ... 1}}``."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "path, auth", [("/rooms", True), ("/matchmake", False)], ids=["create", "matchmake"]
+)
+async def test_deeply_nested_meta_is_422_and_the_room_listing_keeps_working(
+    http, admin, path, auth
+):
+    response = await http.post(path, json={"meta": nested(300)}, headers=admin if auth else {})
+    assert response.status_code == 422
+    assert (await http.get("/rooms")).status_code == 200
+
+
 # GET /rooms, GET /rooms/{id} ---------------------------------------------------------------
 
 
@@ -201,7 +235,7 @@ async def test_list_rooms_shows_public_rooms_with_their_player_counts(server, ht
         await connect(server.ws, room_id),
         await connect(server.ws, room_id, spectate=True),
     ):
-        rooms = {room["id"]: room for room in (await http.get("/rooms")).json()}
+        rooms = {room["id"]: room for room in await listed(http)}
     assert set(rooms[room_id]) == DESCRIPTION_KEYS
     assert (rooms[room_id]["players"], rooms[room_id]["spectators"]) == (2, 1)
 
@@ -210,15 +244,39 @@ async def test_list_rooms_counts_away_players(server, http, room_id):
     async with await connect(server.ws, room_id) as alice, await connect(server.ws, room_id) as bob:
         await bob.close()  # a drop: bob keeps his seat for the resume grace
         await alice.wait_for("away")
-        [room] = [r for r in (await http.get("/rooms")).json() if r["id"] == room_id]
+        [room] = [r for r in await listed(http) if r["id"] == room_id]
     assert room["players"] == 2
 
 
 async def test_list_rooms_leaves_out_private_rooms(http, admin, room_id):
     await create(http, admin, id=room_id, private=True)
-    response = await http.get("/rooms")
-    assert response.status_code == 200
-    assert room_id not in {room["id"] for room in response.json()}
+    assert room_id not in {room["id"] for room in await listed(http)}
+
+
+async def test_list_rooms_comes_in_pages_in_id_order_with_a_next_link(http, admin, room_id):
+    for suffix in ("c", "a", "b"):
+        await create(http, admin, id=f"{room_id}-{suffix}")
+    first = await http.get("/rooms", params={"limit": 2, "after": f"{room_id}-"})
+    assert [room["id"] for room in first.json()] == [f"{room_id}-a", f"{room_id}-b"]
+    following = await http.get(first.links["next"]["url"])
+    assert following.json()[0]["id"] == f"{room_id}-c"
+
+
+async def test_list_rooms_gives_100_rooms_by_default_and_no_next_link_on_the_last_page(servers):
+    server = servers.fresh()
+    async with httpx.AsyncClient(base_url=server.http, timeout=10) as http:
+        for _ in range(101):
+            await create(http, server.admin_headers())
+        first = await http.get("/rooms")
+        last = await http.get(first.links["next"]["url"])
+    assert len(first.json()) == 100
+    assert len(last.json()) == 1
+    assert "next" not in last.links
+
+
+@pytest.mark.parametrize("limit", [0, 1001], ids=["zero", "over-1000"])
+async def test_list_rooms_with_a_limit_out_of_bounds_is_422(http, limit):
+    assert (await http.get("/rooms", params={"limit": limit})).status_code == 422
 
 
 async def test_get_room_describes_a_private_room(http, admin, room_id):
@@ -298,6 +356,36 @@ async def test_matchmake_creates_a_public_room_with_the_meta_when_none_fits(http
     assert (described["meta"], described["private"], described["logic"]) == (meta, False, "relay")
     again = await http.post("/matchmake", json={"meta": meta})
     assert again.json()["room"] == new_id
+
+
+async def test_matchmake_skips_a_room_while_it_is_full_and_picks_it_again_when_a_seat_frees(
+    server, http, admin, room_id
+):
+    meta = {"mode": room_id}
+    await create(http, admin, id=room_id, meta=meta, max_players=1)
+    alice = await connect(server.ws, room_id)
+    try:
+        while_full = (await http.post("/matchmake", json={"meta": meta})).json()["room"]
+        assert await alice.leave() == 1000
+    finally:
+        await alice.close()
+    freed = (await http.post("/matchmake", json={"meta": meta})).json()["room"]
+    assert (while_full != room_id, freed) == (True, room_id)
+
+
+async def test_matchmake_never_picks_a_deleted_room(http, admin, room_id):
+    meta = {"mode": room_id}
+    await create(http, admin, id=room_id, meta=meta)
+    assert (await http.delete(f"/rooms/{room_id}", headers=admin)).status_code == 204
+    assert (await http.post("/matchmake", json={"meta": meta})).json()["room"] != room_id
+
+
+async def test_matchmake_compares_nested_meta_values_whole(http, admin, room_id):
+    await create(http, admin, id=room_id, meta={"mode": room_id, "rules": {"teams": [2, 2]}})
+    same = {"mode": room_id, "rules": {"teams": [2, 2]}}
+    other = {"mode": room_id, "rules": {"teams": [2]}}
+    assert (await http.post("/matchmake", json={"meta": same})).json()["room"] == room_id
+    assert (await http.post("/matchmake", json={"meta": other})).json()["room"] != room_id
 
 
 async def test_matchmake_with_an_unknown_logic_is_422(http, room_id):

@@ -207,6 +207,16 @@ async def test_into_a_room_with_a_null_host_a_player_coming_back_takes_it(server
             assert await watcher.wait_for("host") == {"t": "host", "pid": alice.pid}
 
 
+async def test_a_player_coming_back_into_a_room_with_a_null_host_is_told_so_in_its_welcome(
+    server, room_id
+):
+    alice = await connect(server.ws, room_id)
+    await alice.close()  # alone: the role becomes null
+    async with await connect(server.ws, room_id, resume=alice.resume_token) as back:
+        assert back.welcome["resumed"] is True
+        assert back.welcome["host"] == alice.pid
+
+
 async def test_a_former_host_coming_back_does_not_take_the_role_back(server, room_id):
     alice = await connect(server.ws, room_id)
     async with await connect(server.ws, room_id) as bob:

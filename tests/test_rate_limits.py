@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,20 @@ def limited(servers):
 async def barrier(client: RoomClient) -> None:
     """Everything the server answered before this point is now in the client's queue."""
     await client.ping()
+
+
+async def flood_until_closed(
+    flooder: RoomClient, send: Callable[[], Awaitable[Any]], pause: float
+) -> int | None:
+    """Call ``send`` every ``pause`` seconds until the server closes; its close code."""
+    async with asyncio.timeout(10):
+        try:
+            while True:
+                await send()
+                await asyncio.sleep(pause)
+        except ClientClosed:
+            pass
+        return await flooder.wait_closed()
 
 
 async def test_inputs_beyond_the_burst_get_a_single_rate_limited_error(limited, room_id):
@@ -119,14 +135,9 @@ async def test_a_client_flooding_for_flood_close_after_seconds_is_closed_1008_an
         await connect(limited.ws, room_id) as flooder,
         await connect(limited.ws, room_id) as observer,
     ):
-        async with asyncio.timeout(10):
-            try:
-                while True:
-                    await flooder.send_input({"spam": flooder.seq})
-                    await asyncio.sleep(0.02)
-            except ClientClosed:
-                pass
-            code = await flooder.wait_closed()
+        code = await flood_until_closed(
+            flooder, lambda: flooder.send_input({"spam": flooder.seq}), 0.02
+        )
         leave = await observer.wait_for("leave")
         assert code == 1008
         assert leave == {"t": "leave", "pid": flooder.pid, "reason": "error"}
@@ -149,3 +160,57 @@ async def test_a_client_within_its_rates_is_never_refused(limited, room_id):
         assert errors_in(alice.drain()) == []
         for n in range(10):
             assert (await bob.wait_for("event"))["d"] == {"n": n}
+
+
+# The byte budget (issue 8, item 8) -----------------------------------------------------
+
+BYTES = {"message_bytes_rate": 1024, "message_bytes_burst": 64 * 1024, "flood_close_after": 2}
+"""64 KiB at once, then 1 KiB a second: a second big message in a test is always over."""
+
+BIG = "x" * 40_000
+
+
+@pytest.fixture
+def byte_limited(servers):
+    return servers.get(**BYTES)
+
+
+async def test_a_message_beyond_the_byte_budget_is_refused_rate_limited_and_not_relayed(
+    byte_limited, room_id
+):
+    async with (
+        await connect(byte_limited.ws, room_id) as alice,
+        await connect(byte_limited.ws, room_id) as bob,
+    ):
+        await alice.send_event({"n": 1, "blob": BIG})
+        await alice.send_event({"n": 2, "blob": BIG})
+        await alice.send_event({"n": 3})
+        error = await alice.wait_for("error")
+        assert error == {"t": "error", "code": "rate_limited", "msg": error["msg"]}  # no ref
+        assert [(await bob.wait_for("event"))["d"]["n"] for _ in range(2)] == [1, 3]
+
+
+async def test_a_client_over_its_byte_budget_for_flood_close_after_seconds_is_closed_1008(
+    byte_limited, room_id
+):
+    async with (
+        await connect(byte_limited.ws, room_id) as flooder,
+        await connect(byte_limited.ws, room_id) as observer,
+    ):
+        # 10 events a second: well under the event rate, far over the byte budget
+        code = await flood_until_closed(flooder, lambda: flooder.send_event({"blob": BIG}), 0.1)
+        leave = await observer.wait_for("leave")
+    assert code == 1008
+    assert leave == {"t": "leave", "pid": flooder.pid, "reason": "error"}
+
+
+async def test_a_leave_gets_through_an_exhausted_byte_budget(byte_limited, room_id):
+    async with (
+        await connect(byte_limited.ws, room_id) as alice,
+        await connect(byte_limited.ws, room_id) as bob,
+    ):
+        await alice.send_event({"blob": BIG})
+        await alice.send_event({"blob": BIG})
+        await alice.wait_for("error")
+        assert await alice.leave() == 1000
+        assert await bob.wait_for("leave") == {"t": "leave", "pid": alice.pid, "reason": "left"}
