@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tickrelay.server import logic
+from tickrelay.server import logic, logredact
 from tickrelay.server.backplane import create_backplane
 from tickrelay.server.endpoint import Services, room_endpoint
 from tickrelay.server.http import router
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logredact.install()  # here, so it holds however uvicorn was started
         if not settings.auth_secret:
             log.warning(
                 "AUTH IS OFF: anyone may join any room under any name. "
