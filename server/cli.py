@@ -116,6 +116,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from tickrelay.server.app import create_app
+    from tickrelay.server.drain import DrainingServer
     from tickrelay.server.transport import TickrelayWebSocketProtocol
 
     try:
@@ -136,7 +137,12 @@ def serve(settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    services = app.state.services
+
+    def start_draining() -> None:
+        services.draining = True
+
+    DrainingServer(config, settings.drain_seconds, start_draining).run()
     return 0
 
 

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(20.0, gt=0)
     heartbeat_timeout: float = Field(20.0, gt=0)
     max_connections: int = Field(10_000, ge=1)
+    drain_seconds: float = Field(5.0, ge=0)
     permessage_deflate: bool = False
     log_level: str = "info"
 

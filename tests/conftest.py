@@ -77,7 +77,8 @@ def _env_for(settings: dict[str, Any]) -> dict[str, str]:
 
 def start_server(settings: dict[str, Any], log_dir: Path) -> ServerProcess:
     port = free_port()
-    merged = {"admin_token": ADMIN, "log_level": "warning", **settings}
+    # A test server stops at once unless the test asks for a drain.
+    merged = {"admin_token": ADMIN, "log_level": "warning", "drain_seconds": 0, **settings}
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
