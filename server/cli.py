@@ -117,6 +117,7 @@ def serve(settings: Settings) -> int:
 
     from tickrelay.server.app import create_app
     from tickrelay.server.drain import DrainingServer
+    from tickrelay.server.httphead import bounded_http_protocol
     from tickrelay.server.transport import TickrelayWebSocketProtocol
 
     try:
@@ -128,6 +129,8 @@ def serve(settings: Settings) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        http=bounded_http_protocol(settings.handshake_timeout, settings.max_request_head),
+        h11_max_incomplete_event_size=settings.max_request_head,
         ws=TickrelayWebSocketProtocol,
         ws_max_size=settings.max_message_size,
         ws_ping_interval=settings.heartbeat_interval,
