@@ -35,6 +35,9 @@ DisconnectHandler = Callable[[int | None], None]
 log = logging.getLogger("tickrelay.transport")
 
 CLOSE_GRACE = 5.0  # seconds a closed peer has to read up to our close frame
+# Pings a peer may send while its write buffer is above the high-water mark (it is not
+# reading our pongs): past this it is flooding, and is closed 1008.
+PING_FLOOD_LIMIT = 64
 _TEXT = 0x81  # FIN + text opcode
 _BINARY = 0x82  # FIN + binary opcode
 
@@ -164,6 +167,8 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     _fast = False
     _pending: bytearray | None = None
     detached = False
+    _held_pong: bytes | None = None
+    _pings_while_blocked = 0
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -281,8 +286,7 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
             elif kind is Kind.TEXT:
                 self._deliver_text(payload)
             elif kind is Kind.PING:
-                self.conn.send_pong(payload)
-                self.transport.write(b"".join(self.conn.data_to_send()))
+                self._answer_ping(payload)
             else:
                 self.handle_pong(Frame(Opcode.PONG, payload))
 
@@ -338,3 +342,50 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
         # seconds to reach the close frame behind its backlog, then let go of the socket.
         loop = asyncio.get_running_loop()
         self.close_timer = loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+    # Backpressure on reading ----------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        """The write buffer passed its high-water mark: stop reading.
+
+        A peer that does not read must not make us write either: every ping it sends would
+        otherwise add a pong to a buffer that never drains. Reading resumes with writing.
+        """
+        super().pause_writing()
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._pings_while_blocked = 0
+        if not self.read_paused:  # uvicorn's own pause (ASGI queue) still holds, if any
+            self.transport.resume_reading()
+        pong, self._held_pong = self._held_pong, None
+        if pong is not None and not self.close_sent:
+            self._write_pong(pong)
+
+    # Pings ----------------------------------------------------------------------------------
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """While the buffer is above high water one pong waits, for the latest ping only
+        (RFC 6455 section 5.5.3 allows it): a ping flood cannot grow the buffer."""
+        if self.writable.is_set():
+            self._write_pong(payload)
+            return
+        self._held_pong = payload
+        self._count_blocked_ping()
+
+    def _write_pong(self, payload: bytes) -> None:
+        self.conn.send_pong(payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def handle_ping(self) -> None:
+        """websockets' path (before the fast reader, or with compression): its pongs are
+        bounded by the paused reading; a peer that keeps pinging regardless is closed."""
+        if not self.writable.is_set():
+            self._count_blocked_ping()
+        super().handle_ping()
+
+    def _count_blocked_ping(self) -> None:
+        self._pings_while_blocked += 1
+        if self._pings_while_blocked > PING_FLOOD_LIMIT:
+            self.close_now(1008, "ping flood while not reading")
