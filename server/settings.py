@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     reliable_queue_messages: int = Field(1024, ge=1)
     reliable_queue_bytes: int = Field(1024 * 1024, ge=1024)
     write_high_water: int = Field(64 * 1024, ge=1024)
+    slow_consumer_timeout: float = Field(20.0, gt=0)
     max_body_size: int = Field(32 * 1024, ge=1024)
     max_request_head: int = Field(16 * 1024, ge=1024)
     handshake_timeout: float = Field(10.0, gt=0)

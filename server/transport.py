@@ -130,6 +130,10 @@ class TransportHandle:
         """Send a close frame at once, even past a full buffer, and end the connection."""
         self._protocol.close_now(code, reason)
 
+    def set_slow_consumer_timeout(self, seconds: float) -> None:
+        """Drop the connection when its write buffer stays above high water this long."""
+        self._protocol.slow_consumer_timeout = seconds
+
 
 class _DisconnectSink:
     """Stands in for uvicorn's receive queue after a detach: passes on the first disconnect.
@@ -167,6 +171,8 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     _fast = False
     _pending: bytearray | None = None
     detached = False
+    slow_consumer_timeout: float | None = None
+    _slow_timer: asyncio.TimerHandle | None = None
     _held_pong: bytes | None = None
     _pings_while_blocked = 0
 
@@ -346,22 +352,53 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     # Backpressure on reading ----------------------------------------------------------------
 
     def pause_writing(self) -> None:
-        """The write buffer passed its high-water mark: stop reading.
+        """The write buffer passed its high-water mark: stop reading, and start the clock.
 
         A peer that does not read must not make us write either: every ping it sends would
         otherwise add a pong to a buffer that never drains. Reading resumes with writing.
         """
         super().pause_writing()
         self.transport.pause_reading()
+        if self.slow_consumer_timeout is not None and self._slow_timer is None:
+            self._slow_timer = self.loop.call_later(
+                self.slow_consumer_timeout, self._drop_slow_consumer
+            )
 
     def resume_writing(self) -> None:
         super().resume_writing()
         self._pings_while_blocked = 0
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
         if not self.read_paused:  # uvicorn's own pause (ASGI queue) still holds, if any
             self.transport.resume_reading()
         pong, self._held_pong = self._held_pong, None
         if pong is not None and not self.close_sent:
             self._write_pong(pong)
+
+    def _drop_slow_consumer(self) -> None:
+        """Above high water for ``slow_consumer_timeout``: the peer is gone in all but name.
+
+        Aborted rather than closed (a close waits for the buffer to drain), so the room sees
+        a drop: the place goes into resume grace and the host role moves on.
+        """
+        self._slow_timer = None
+        if not self.disconnected:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+        super().connection_lost(exc)
+
+    def keepalive_timeout(self) -> None:
+        """uvicorn closes gently, which waits for the write buffer to drain: a peer that
+        stopped reading never lets it. Give it one more timeout to take the close frame."""
+        super().keepalive_timeout()
+        if not self.disconnected and self.close_timer is None:
+            grace = min(CLOSE_GRACE, self.ping_timeout or CLOSE_GRACE)
+            self.close_timer = self.loop.call_later(grace, self.transport.abort)
 
     # Pings ----------------------------------------------------------------------------------
 
