@@ -137,7 +137,7 @@ class Connection:
         if self.close_code is not None:
             return _END_BY_CODE.get(self.close_code)
         failed = self.handle.failed_code if self.handle is not None else disconnect_code
-        if failed in (CloseCode.TOO_LARGE, CloseCode.BAD_REQUEST):
+        if failed in (CloseCode.TOO_LARGE, CloseCode.BAD_REQUEST, CloseCode.POLICY):
             return LeaveReason.ERROR
         return None
 

@@ -78,7 +78,7 @@ class TransportHandle:
 
     @property
     def failed_code(self) -> int | None:
-        """The close code uvicorn sent on its own (a frame over the size limit: 1009)."""
+        """The close code the protocol sent on its own (a frame over the size limit: 1009)."""
         return self._protocol.failed_code
 
     @property
@@ -424,5 +424,6 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _count_blocked_ping(self) -> None:
         self._pings_while_blocked += 1
-        if self._pings_while_blocked > PING_FLOOD_LIMIT:
+        if self._pings_while_blocked > PING_FLOOD_LIMIT and not self.close_sent:
+            self.failed_code = 1008  # a policy close: the place ends (leave error)
             self.close_now(1008, "ping flood while not reading")
