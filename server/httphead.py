@@ -53,6 +53,14 @@ class HeadBounds:
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._head_begins()  # a connection that sends nothing is on the clock too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_ends()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _head_begins(self) -> None:
         if self._head is Head.AWAITED:
             return
@@ -91,14 +99,6 @@ class HeadBounds:
 class BoundedHttpToolsProtocol(HeadBounds, HttpToolsProtocol):  # type: ignore[misc,valid-type]
     """httptools: the parser's callbacks mark a head's begin and end; bytes are counted."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._head_begins()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_ends()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if not self.transport.is_closing():
@@ -115,14 +115,6 @@ class BoundedHttpToolsProtocol(HeadBounds, HttpToolsProtocol):  # type: ignore[m
 
 class BoundedH11Protocol(HeadBounds, H11Protocol):
     """h11 bounds the size itself (``h11_max_incomplete_event_size``); this adds the clock."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._head_begins()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_ends()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
