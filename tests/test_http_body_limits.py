@@ -74,6 +74,16 @@ async def test_a_validation_error_does_not_echo_large_input(server):
     assert error["loc"] == ["body", "meta"]
 
 
+async def test_a_validation_error_does_not_quote_a_long_value_in_its_message(server):
+    name = "L" * 10_000
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        response = await http.post("/matchmake", json={"logic": name})
+    assert response.status_code == 422
+    assert name[:300] not in response.text
+    assert "unknown logic" in response.text
+    assert len(response.content) < 2048
+
+
 async def test_a_validation_error_keeps_small_input(server):
     async with httpx.AsyncClient(base_url=server.http) as http:
         response = await http.post("/matchmake", json={"meta": 7})
