@@ -373,7 +373,7 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.read_paused:  # uvicorn's own pause (ASGI queue) still holds, if any
             self.transport.resume_reading()
         pong, self._held_pong = self._held_pong, None
-        if pong is not None and not self.close_sent:
+        if pong is not None and not self.close_sent and not self.transport.is_closing():
             self._write_pong(pong)
 
     def _drop_slow_consumer(self) -> None:
