@@ -7,15 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
-from tickrelay.server import logic
+from tickrelay.server import logic, logredact
 from tickrelay.server.backplane import create_backplane
+from tickrelay.server.bodylimit import BodyLimit
 from tickrelay.server.endpoint import room_endpoint
 from tickrelay.server.http import router
 from tickrelay.server.metrics import Metrics
 from tickrelay.server.registry import RoomRegistry
 from tickrelay.server.services import Services
 from tickrelay.server.settings import Settings
+from tickrelay.server.validation import validation_error
 
 log = logging.getLogger("tickrelay")
 
@@ -31,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logredact.install()  # here, so it holds however uvicorn was started
         if not settings.auth_secret:
             log.warning(
                 "AUTH IS OFF: anyone may join any room under any name. "
@@ -47,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tickrelay", version="0.1.0", lifespan=lifespan)
     app.state.services = services
+    app.add_middleware(BodyLimit, max_body_size=settings.max_body_size)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(router)
     app.add_api_websocket_route("/ws/rooms/{room_path:path}", room_endpoint)
     app.add_api_websocket_route("/ws/rooms", room_endpoint)

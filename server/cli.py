@@ -116,6 +116,8 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from tickrelay.server.app import create_app
+    from tickrelay.server.drain import DrainingServer
+    from tickrelay.server.httphead import bounded_http_protocol
     from tickrelay.server.transport import TickrelayWebSocketProtocol
 
     try:
@@ -127,6 +129,8 @@ def serve(settings: Settings) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        http=bounded_http_protocol(settings.handshake_timeout, settings.max_request_head),
+        h11_max_incomplete_event_size=settings.max_request_head,
         ws=TickrelayWebSocketProtocol,
         ws_max_size=settings.max_message_size,
         ws_ping_interval=settings.heartbeat_interval,
@@ -137,7 +141,12 @@ def serve(settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    services = app.state.services
+
+    def start_draining() -> None:
+        services.draining = True
+
+    DrainingServer(config, settings.drain_seconds, start_draining).run()
     return 0
 
 

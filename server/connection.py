@@ -187,7 +187,7 @@ class Connection:
         if self.close_code is not None:  # the server closed it
             return _END_BY_CODE.get(self.close_code)
         failed = self.handle.failed_code if self.handle is not None else disconnect_code
-        if failed in (CloseCode.TOO_LARGE, CloseCode.BAD_REQUEST):
+        if failed in (CloseCode.TOO_LARGE, CloseCode.BAD_REQUEST, CloseCode.POLICY):
             return LeaveReason.ERROR
         return None
 

@@ -66,6 +66,7 @@ async def room_endpoint(websocket: WebSocket) -> None:
     handle: TransportHandle | None = websocket.scope.get("extensions", {}).get(EXTENSION)
     if handle is not None:
         handle.set_high_water(settings.write_high_water)
+        handle.set_slow_consumer_timeout(settings.slow_consumer_timeout)
     metrics = services.metrics
     metrics.connections += 1
     metrics.connections_total += 1

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     reliable_queue_messages: int = Field(1024, ge=1)
     reliable_queue_bytes: int = Field(1024 * 1024, ge=1024)
     write_high_water: int = Field(64 * 1024, ge=1024)
+    slow_consumer_timeout: float = Field(20.0, gt=0)
+    max_body_size: int = Field(32 * 1024, ge=1024)
+    max_request_head: int = Field(16 * 1024, ge=1024)
+    handshake_timeout: float = Field(10.0, gt=0)
 
     input_rate: float = Field(60.0, gt=0)
     input_burst: int = Field(120, ge=1)
@@ -60,6 +64,7 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(20.0, gt=0)
     heartbeat_timeout: float = Field(20.0, gt=0)
     max_connections: int = Field(10_000, ge=1)
+    drain_seconds: float = Field(5.0, ge=0)
     permessage_deflate: bool = False
     log_level: str = "info"
 

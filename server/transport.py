@@ -34,6 +34,9 @@ DisconnectHandler = Callable[[int | None], None]
 log = logging.getLogger("tickrelay.transport")
 
 CLOSE_GRACE = 5.0  # seconds a closed peer has to read up to our close frame
+# Pings a peer may send while its write buffer is above the high-water mark (it is not
+# reading our pongs): past this it is flooding, and is closed 1008.
+PING_FLOOD_LIMIT = 64
 
 
 class TransportHandle:
@@ -52,7 +55,7 @@ class TransportHandle:
 
     @property
     def failed_code(self) -> int | None:
-        """The close code uvicorn sent on its own (a frame over the size limit: 1009)."""
+        """The close code the protocol sent on its own (a frame over the size limit: 1009)."""
         return self._protocol.failed_code
 
     @property
@@ -104,6 +107,10 @@ class TransportHandle:
         """Send a close frame at once, even past a full buffer, and end the connection."""
         self._protocol.close_now(code, reason)
 
+    def set_slow_consumer_timeout(self, seconds: float) -> None:
+        """Drop the connection when its write buffer stays above high water this long."""
+        self._protocol.slow_consumer_timeout = seconds
+
 
 class _DisconnectSink:
     """Stands in for uvicorn's receive queue after a detach: passes on the first disconnect.
@@ -141,6 +148,10 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     _fast = False
     _pending: bytearray | None = None
     detached = False
+    slow_consumer_timeout: float | None = None
+    _slow_timer: asyncio.TimerHandle | None = None
+    _held_pong: bytes | None = None
+    _pings_while_blocked = 0
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -258,8 +269,7 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
             elif kind is Kind.TEXT:
                 self._deliver_text(payload)
             elif kind is Kind.PING:
-                self.conn.send_pong(payload)
-                self.transport.write(b"".join(self.conn.data_to_send()))
+                self._answer_ping(payload)
             else:
                 self.handle_pong(Frame(Opcode.PONG, payload))
 
@@ -315,3 +325,82 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
         # seconds to reach the close frame behind its backlog, then let go of the socket.
         loop = asyncio.get_running_loop()
         self.close_timer = loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+    # Backpressure on reading ----------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        """The write buffer passed its high-water mark: stop reading, and start the clock.
+
+        A peer that does not read must not make us write either: every ping it sends would
+        otherwise add a pong to a buffer that never drains. Reading resumes with writing.
+        """
+        super().pause_writing()
+        self.transport.pause_reading()
+        if self.slow_consumer_timeout is not None and self._slow_timer is None:
+            self._slow_timer = self.loop.call_later(
+                self.slow_consumer_timeout, self._drop_slow_consumer
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._pings_while_blocked = 0
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+        if not self.read_paused:  # uvicorn's own pause (ASGI queue) still holds, if any
+            self.transport.resume_reading()
+        pong, self._held_pong = self._held_pong, None
+        if pong is not None and not self.close_sent and not self.transport.is_closing():
+            self._write_pong(pong)
+
+    def _drop_slow_consumer(self) -> None:
+        """Above high water for ``slow_consumer_timeout``: the peer is gone in all but name.
+
+        Aborted rather than closed (a close waits for the buffer to drain), so the room sees
+        a drop: the place goes into resume grace and the host role moves on.
+        """
+        self._slow_timer = None
+        if not self.disconnected:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+        super().connection_lost(exc)
+
+    def keepalive_timeout(self) -> None:
+        """uvicorn closes gently, which waits for the write buffer to drain: a peer that
+        stopped reading never lets it. Give it one more timeout to take the close frame."""
+        super().keepalive_timeout()
+        if not self.disconnected and self.close_timer is None:
+            grace = min(CLOSE_GRACE, self.ping_timeout or CLOSE_GRACE)
+            self.close_timer = self.loop.call_later(grace, self.transport.abort)
+
+    # Pings ----------------------------------------------------------------------------------
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """While the buffer is above high water one pong waits, for the latest ping only
+        (RFC 6455 section 5.5.3 allows it): a ping flood cannot grow the buffer."""
+        if self.writable.is_set():
+            self._write_pong(payload)
+            return
+        self._held_pong = payload
+        self._count_blocked_ping()
+
+    def _write_pong(self, payload: bytes) -> None:
+        self.conn.send_pong(payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def handle_ping(self) -> None:
+        """websockets' path (before the fast reader, or with compression): its pongs are
+        bounded by the paused reading; a peer that keeps pinging regardless is closed."""
+        if not self.writable.is_set():
+            self._count_blocked_ping()
+        super().handle_ping()
+
+    def _count_blocked_ping(self) -> None:
+        self._pings_while_blocked += 1
+        if self._pings_while_blocked > PING_FLOOD_LIMIT and not self.close_sent:
+            self.failed_code = 1008  # a policy close: the place ends (leave error)
+            self.close_now(1008, "ping flood while not reading")

@@ -81,9 +81,16 @@ def _env_for(settings: dict[str, Any]) -> dict[str, str]:
 
 def start_server(settings: dict[str, Any], log_dir: Path) -> ServerProcess:
     port = free_port()
-    # Tests make rooms from one address far faster than any client should: a test about
-    # the creation rate sets its own.
-    merged = {"admin_token": ADMIN, "log_level": "warning", "room_create_rate": 1000, **settings}
+    # Tests make rooms from one address far faster than any client should (a test about
+    # the creation rate sets its own), and a test server stops at once unless the test
+    # asks for a drain.
+    merged = {
+        "admin_token": ADMIN,
+        "log_level": "warning",
+        "room_create_rate": 1000,
+        "drain_seconds": 0,
+        **settings,
+    }
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
