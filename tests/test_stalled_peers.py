@@ -143,7 +143,13 @@ async def stalled_host_is_dropped(server, room_id: str) -> None:
                 await feeder
 
 
-STATE_HEAVY = {"tick_rate": 30, "max_player_state": 60_000}
+STATE_HEAVY = {
+    "tick_rate": 30,
+    "max_player_state": 60_000,
+    # alice's 50 KB inputs at 30 Hz are far over the default byte budget, on purpose
+    "message_bytes_rate": 4 * 1024 * 1024,
+    "message_bytes_burst": 4 * 1024 * 1024,
+}
 
 
 async def test_a_heartbeat_timeout_drops_a_peer_whose_buffers_are_full(servers, room_id):
