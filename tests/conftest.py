@@ -191,3 +191,27 @@ async def state_until(client: Any, predicate: Any, timeout: float = 5.0) -> dict
     if client.mirror.tick is not None and predicate(client.mirror):
         return {}
     return await asyncio.wait_for(wait(), timeout)
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    """The redis-server the tests start; fails (never skips) with what to install."""
+    from tests.redis_support import RedisNotFound, find_redis_server
+
+    try:
+        return find_redis_server()
+    except RedisNotFound as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of the test's own on a free port (never the machine's 6379)."""
+    from tests.redis_support import RedisServer
+
+    server = RedisServer(tmp_path, redis_binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
