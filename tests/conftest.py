@@ -194,3 +194,27 @@ def room_id(request: pytest.FixtureRequest) -> str:
     # The serial keeps ids apart where the port alone did not: parametrized cases share
     # their first 40 characters, and a free port may come back within a session.
     return f"{cleaned[:40]}-{next(_room_serials)}-{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    """The redis-server the tests start; fails (never skips) with what to install."""
+    from tests.redis_support import RedisNotFound, find_redis_server
+
+    try:
+        return find_redis_server()
+    except RedisNotFound as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of the test's own on a free port (never the machine's 6379)."""
+    from tests.redis_support import RedisServer
+
+    server = RedisServer(tmp_path, redis_binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

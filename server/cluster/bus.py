@@ -1,0 +1,124 @@
+"""A worker's line to the others: its own channel in, batches out, health in between.
+
+Every worker subscribes to one channel of its own and to the control channel; whatever
+another worker sends it, for any number of rooms, arrives there as batches (one channel per
+worker scales with workers, not with rooms). Outgoing items go through the ``Batcher``.
+
+The bus never raises into a room. While Redis is away the reader keeps trying and the bus
+is DOWN (the worker is then not ready); redis-py reconnects and resubscribes by itself, and
+the first subscribe confirmation after that marks the bus UP again. What was lost meanwhile
+shows up as sequence gaps, which the handler turns into resyncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tickrelay.server.cluster.batcher import Batcher, redis_publisher
+from tickrelay.server.cluster.envelope import BadEnvelope, Batch, unpack_batch
+from tickrelay.server.cluster.sequence import Arrival, IncomingSequences, Received
+
+log = logging.getLogger("tickrelay.cluster")
+
+CONTROL = "tr:ctl"
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+BatchHandler = Callable[[Batch, Received], None]
+
+
+def worker_channel(worker_id: str) -> str:
+    return f"tr:w:{worker_id}"
+
+
+class BusHealth(Enum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+
+
+class Bus:
+    """Owns the Redis client, the subscription and its reader task, and the batcher."""
+
+    def __init__(self, url: str, worker_id: str, on_batch: BatchHandler, boot: int = 1) -> None:
+        self.worker_id = worker_id
+        self.channel = worker_channel(worker_id)
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=1
+        )
+        self._on_batch = on_batch
+        self._pubsub = self.client.pubsub()
+        self._incoming = IncomingSequences()
+        self.batcher = Batcher(worker_id, boot, redis_publisher(self.client))
+        self._reader: asyncio.Task[None] | None = None
+        self.health = BusHealth.CONNECTING
+        self.bad_batches = 0
+
+    async def start(self) -> None:
+        await self._pubsub.subscribe(self.channel, CONTROL)
+        self._reader = asyncio.get_running_loop().create_task(self._read(), name="cluster-bus")
+
+    def send(self, worker_id: str, item: Any) -> None:
+        self.batcher.send(worker_channel(worker_id), item)
+
+    def broadcast(self, item: Any) -> None:
+        self.batcher.send(CONTROL, item)
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        await self.batcher.close()
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()
+        await self.client.aclose()
+
+    async def _read(self) -> None:
+        failures = 0
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                self._set_health(BusHealth.DOWN, exc)
+                await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+                failures += 1
+                continue
+            failures = 0
+            if message is not None:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "subscribe":
+            self._set_health(BusHealth.UP, None)
+            return
+        if kind != "message":
+            return
+        try:
+            batch = unpack_batch(message["data"])
+        except BadEnvelope:
+            self.bad_batches += 1
+            return
+        if batch.source == self.worker_id:
+            return  # our own broadcast on the control channel
+        received = self._incoming.receive(batch.source, batch.boot, batch.seq)
+        if received.arrival is not Arrival.OLD:
+            self._on_batch(batch, received)
+
+    def _set_health(self, health: BusHealth, exc: BaseException | None) -> None:
+        if health is self.health:
+            return
+        previous, self.health = self.health, health
+        if health is BusHealth.DOWN:
+            log.warning("worker %s lost its Redis subscription, retrying: %s", self.worker_id, exc)
+        elif previous is BusHealth.DOWN:
+            log.warning("worker %s is subscribed again; losses show as gaps", self.worker_id)

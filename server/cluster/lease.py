@@ -1,0 +1,147 @@
+"""Worker leases and room ownership, fenced by an epoch (compare-and-set in Lua).
+
+One lease per worker, renewed often, instead of one per room: a room's owner is valid
+while its owner's worker lease exists. Taking a room over bumps the room's epoch; every
+write and every message an owner makes for a room carries the epoch it owns it under, and
+anything under an older epoch is refused or dropped. A worker that paused past its lease
+(a long GC, a stopped VM, a partition) therefore can never act for a room it lost, even
+before it notices. redis-py's ``Lock`` has no such counter, hence these scripts.
+
+Keys (one Redis, not Redis Cluster: the claim script reads the owner's lease key by name):
+``tr:worker:{id}`` holds the worker's boot token with a TTL; ``tr:room:{id}`` is a hash
+with ``owner`` (a worker id) and ``epoch`` (only grows, while Redis keeps its data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+WORKER_PREFIX = "tr:worker:"
+ROOM_PREFIX = "tr:room:"
+
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if v then return -1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 0
+"""
+
+_CLAIM = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner == ARGV[1] then
+  return {tonumber(redis.call('HGET', KEYS[1], 'epoch')), owner}
+end
+if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
+  return {0, owner}
+end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+return {epoch, ARGV[1]}
+"""
+
+_REASSERT = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+local mine = tonumber(ARGV[2])
+if owner == ARGV[1] and epoch == mine then return 1 end
+if owner == false and epoch <= mine then
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', mine)
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1]
+   and redis.call('HGET', KEYS[1], 'epoch') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], 'owner')
+  return 1
+end
+return 0
+"""
+
+_FENCED_SET = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1]
+   or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
+  return 0
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
+
+class Renewal(Enum):
+    RENEWED = 1  # the lease was ours and is extended
+    LAPSED = 0  # it had expired (or Redis lost it): recreated, but our rooms may be gone
+    CONFLICT = -1  # another boot holds our worker id: we must stop
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to a claim: we own the room under ``epoch``, or ``owner`` does."""
+
+    owner: str
+    epoch: int  # 0 when another live worker owns the room
+
+    def won_by(self, worker_id: str) -> bool:
+        return self.epoch > 0 and self.owner == worker_id
+
+
+class Leases:
+    """The scripts above bound to one redis.asyncio client, for one worker."""
+
+    def __init__(self, client: Any, worker_id: str, token: str) -> None:
+        self.worker_id = worker_id
+        self._token = token
+        self._renew = client.register_script(_RENEW)
+        self._claim = client.register_script(_CLAIM)
+        self._reassert = client.register_script(_REASSERT)
+        self._release = client.register_script(_RELEASE)
+        self._fenced_set = client.register_script(_FENCED_SET)
+
+    async def renew(self, ttl: float) -> Renewal:
+        keys = [WORKER_PREFIX + self.worker_id]
+        return Renewal(int(await self._renew(keys=keys, args=[self._token, _ms(ttl)])))
+
+    async def claim(self, room_id: str) -> Claim:
+        """Own the room if nobody live does (a new epoch), or learn who does."""
+        epoch, owner = await self._claim(
+            keys=[ROOM_PREFIX + room_id], args=[self.worker_id, WORKER_PREFIX]
+        )
+        return Claim(_text(owner), int(epoch))
+
+    async def reassert(self, room_id: str, epoch: int) -> bool:
+        """After Redis lost its data: put back our ownership, unless someone else claimed."""
+        keys = [ROOM_PREFIX + room_id]
+        return bool(await self._reassert(keys=keys, args=[self.worker_id, epoch]))
+
+    async def release(self, room_id: str, epoch: int) -> bool:
+        """Hand the room over at once (a drain): the next claim needs no lease to lapse."""
+        keys = [ROOM_PREFIX + room_id]
+        return bool(await self._release(keys=keys, args=[self.worker_id, epoch]))
+
+    async def fenced_set(
+        self, room_id: str, epoch: int, key: str, value: bytes, ttl: float = 0.0
+    ) -> bool:
+        """Write ``key`` only while we own the room under ``epoch`` (checkpoints)."""
+        keys = [ROOM_PREFIX + room_id, key]
+        args = [self.worker_id, epoch, value, _ms(ttl)]
+        return bool(await self._fenced_set(keys=keys, args=args))
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

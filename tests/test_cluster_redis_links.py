@@ -1,0 +1,163 @@
+"""Batches between workers over a real redis-server: one publish per destination per loop
+turn, sequence numbers per link, and losses counted (never raised) while Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.redis_support import RedisServer
+from tickrelay.server.cluster.batcher import Batcher, LinkHealth, redis_publisher
+from tickrelay.server.cluster.envelope import Batch, unpack_batch
+from tickrelay.server.cluster.sequence import Arrival, IncomingSequences
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    connection = aioredis.Redis.from_url(redis_server.url, socket_timeout=1.0)
+    yield connection
+    await connection.aclose()
+
+
+class Listener:
+    """A subscriber on some channels that decodes every batch it gets."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.pubsub = client.pubsub()
+
+    async def start(self, *channels: str) -> None:
+        await self.pubsub.subscribe(*channels)
+
+    async def next(self, timeout: float = 3.0) -> tuple[str, Batch]:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    return message["channel"].decode(), unpack_batch(message["data"])
+
+    async def close(self) -> None:
+        await self.pubsub.aclose()
+
+
+@pytest.fixture
+async def listener(client: aioredis.Redis) -> AsyncIterator[Listener]:
+    subscriber = Listener(client)
+    await subscriber.start("to-a", "to-b")
+    yield subscriber
+    await subscriber.close()
+
+
+class CountingPublish:
+    """The real Redis publisher, counting its round trips."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._publish = redis_publisher(client)
+        self.calls = 0
+
+    async def __call__(self, batches: list[tuple[str, bytes]]) -> None:
+        self.calls += 1
+        await self._publish(batches)
+
+
+async def settle(batcher: Batcher) -> None:
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if batcher._flushing is None and not batcher._pending:
+            return
+
+
+async def test_one_loop_turn_leaves_in_one_batch_per_destination(
+    client: aioredis.Redis, listener: Listener
+) -> None:
+    publish = CountingPublish(client)
+    batcher = Batcher("w1", 1, publish)
+    for item in (b"s1", b"s2", b"s3"):
+        batcher.send("to-a", item)
+    batcher.send("to-b", b"e1")
+    await settle(batcher)
+    got = dict([await listener.next(), await listener.next()])
+    assert got["to-a"].items == [b"s1", b"s2", b"s3"]
+    assert got["to-b"].items == [b"e1"]
+    assert publish.calls == 1  # both batches in one pipeline round trip
+    await batcher.close()
+
+
+async def test_each_loop_turn_takes_the_next_sequence_number(
+    client: aioredis.Redis, listener: Listener
+) -> None:
+    batcher = Batcher("w1", 1, redis_publisher(client))
+    for turn in range(3):
+        batcher.send("to-a", turn)
+        await settle(batcher)
+    seqs = [(await listener.next())[1].seq for _ in range(3)]
+    assert seqs == [1, 2, 3]
+    await batcher.close()
+
+
+async def test_items_sent_during_a_publish_follow_in_the_next_batch_in_order(
+    client: aioredis.Redis, listener: Listener
+) -> None:
+    batcher = Batcher("w1", 1, redis_publisher(client))
+    batcher.send("to-a", 1)
+    await asyncio.sleep(0)  # the first flush is now in flight
+    batcher.send("to-a", 2)
+    batcher.send("to-a", 3)
+    await settle(batcher)
+    first, second = (await listener.next())[1], (await listener.next())[1]
+    assert (first.seq, first.items) == (1, [1])
+    assert (second.seq, second.items) == (2, [2, 3])
+    await batcher.close()
+
+
+async def test_batches_published_while_redis_is_down_are_counted_lost_and_logged_once(
+    redis_server: RedisServer, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    batcher = Batcher("w1", 1, redis_publisher(client))
+    redis_server.kill()
+    with caplog.at_level(logging.WARNING, logger="tickrelay.cluster"):
+        for turn in range(3):
+            batcher.send("to-a", turn)
+            batcher.send("to-b", turn)
+            await settle(batcher)
+    assert batcher.health is LinkHealth.DOWN
+    assert (batcher.batches_lost, batcher.items_lost) == (6, 6)
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
+    await batcher.close()
+
+
+async def test_a_receiver_sees_what_a_redis_restart_lost_as_a_gap(
+    redis_server: RedisServer, client: aioredis.Redis
+) -> None:
+    publisher = aioredis.Redis.from_url(redis_server.url, socket_timeout=1.0)
+    batcher = Batcher("w1", 1, redis_publisher(publisher))
+    incoming = IncomingSequences()
+    subscriber = Listener(client)
+    await subscriber.start("to-a")
+    batcher.send("to-a", "before")
+    await settle(batcher)
+    _, batch = await subscriber.next()
+    assert incoming.receive(batch.source, batch.boot, batch.seq).arrival is Arrival.FIRST
+
+    redis_server.restart()  # comes back empty; the subscriber's connection is gone
+    batcher.send("to-a", "lost")
+    await settle(batcher)  # fails (or lands nowhere: nobody is subscribed yet)
+    received: list[Any] = []
+    async with asyncio.timeout(10):
+        while not received:  # redis-py reconnects and resubscribes silently
+            batcher.send("to-a", "after")
+            await settle(batcher)
+            with contextlib.suppress(TimeoutError, aioredis.ConnectionError):
+                received.append((await subscriber.next(timeout=0.5))[1])
+    batch = received[0]
+    arrival = incoming.receive(batch.source, batch.boot, batch.seq)
+    assert arrival.arrival is Arrival.GAP
+    assert arrival.lost >= 1
+    await batcher.close()
+    await subscriber.close()
+    await publisher.aclose()
