@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -32,6 +33,21 @@ def _module(module: str, *extra: str) -> Callable[[str, int], list[str]]:
         return [sys.executable, "-m", module, *extra, "--host", host, "--port", str(port)]
 
     return argv
+
+
+REF_ENV = "TICKRELAY_BENCH_REF_CMD"
+"""The command (without --host/--port) that serves a reference build of tickrelay, e.g. an
+older checkout: `PYTHONPATH=/tmp/old python -m server.cli serve`. Comparing it with this
+checkout in one run, servers taking turns, is how a change to the hot path is judged: CPU
+time on this machine drifts by more than the few percent such a change costs."""
+
+
+def _ref_argv(host: str, port: int) -> list[str]:
+    return [*shlex.split(os.environ[REF_ENV]), "--host", host, "--port", str(port)]
+
+
+def _ref_available() -> str | None:
+    return None if os.environ.get(REF_ENV) else f"set {REF_ENV} to the reference's serve command"
 
 
 def importable(module: str) -> str | None:
@@ -122,6 +138,15 @@ SERVERS: dict[str, ServerSpec] = {
             available=_tickrelay_available,
             env=TICKRELAY_ENV,
             metrics_path="/metrics",
+        ),
+        ServerSpec(
+            "tickrelay-ref",
+            f"tickrelay, a reference build (the command in {REF_ENV}), in-memory, 1 process",
+            _ref_argv,
+            available=_ref_available,
+            env=TICKRELAY_ENV,
+            metrics_path="/metrics",
+            default=False,
         ),
         ServerSpec(
             "tickrelay-redis-1w",
