@@ -18,6 +18,10 @@ from pydantic import ValidationError
 from tickrelay.server.settings import Settings
 
 PROG = "tickrelay"
+GRACEFUL_SHUTDOWN_SECONDS = 5.0
+"""How long uvicorn's shutdown waits for open connections after the drain."""
+STOP_MARGIN_SECONDS = 5.0
+"""What a supervisor allows a worker beyond its drain and shutdown before killing it."""
 
 
 def _flag(name: str) -> str:
@@ -112,14 +116,30 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def supervise(settings: Settings) -> int:
+    """``--workers N`` above 1: this process only starts and watches N workers."""
+    from tickrelay.server.supervisor import Supervisor
+
+    stop_timeout = settings.drain_seconds + GRACEFUL_SHUTDOWN_SECONDS + STOP_MARGIN_SECONDS
+    return Supervisor(settings, stop_timeout).run()
+
+
 def serve(settings: Settings) -> int:
+    """One process serving, alone or as a supervisor's worker."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from tickrelay.server.app import create_app
     from tickrelay.server.drain import DrainingServer
     from tickrelay.server.httphead import bounded_http_protocol
     from tickrelay.server.transport import TickrelayWebSocketProtocol
+    from tickrelay.server.worker import ChildWorker, log_config
 
+    if settings.workers > 1:
+        return supervise(settings)
+    worker = ChildWorker.from_environment()
+    if worker is not None:
+        worker.exit_with_parent()
     try:
         app = create_app(settings)
     except (ValueError, ImportError) as exc:
@@ -137,15 +157,18 @@ def serve(settings: Settings) -> int:
         ws_ping_timeout=settings.heartbeat_timeout,
         ws_per_message_deflate=settings.permessage_deflate,
         forwarded_allow_ips=",".join(settings.forwarded_allow_ips),
+        log_config=LOGGING_CONFIG if worker is None else log_config(worker.index),
         log_level=settings.log_level,
         lifespan="on",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     services = app.state.services
 
     def start_draining() -> None:
         services.draining = True
 
+    if worker is not None:
+        return worker.serve(config, settings.drain_seconds, start_draining)
     DrainingServer(config, settings.drain_seconds, start_draining).run()
     return 0
 

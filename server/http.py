@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -16,6 +17,7 @@ from tickrelay.server.endpoint import ROOM_ID
 from tickrelay.server.registry import RoomExists, RoomFailed
 from tickrelay.server.roomquota import CreationRefused, client_address
 from tickrelay.server.services import Services
+from tickrelay.server.worker import worker_index
 
 router = APIRouter()
 
@@ -112,8 +114,9 @@ def require_admin(request: Request, svc: ServicesDep) -> None:
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> dict[str, Any]:
+    """Names the process that answered: behind one port, several workers may."""
+    return {"status": "ok", "pid": os.getpid(), "worker": worker_index()}
 
 
 @router.get("/readyz")

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
             raise ValueError("workers > 1 needs redis_url (in-memory rooms cannot span processes)")
         return self
 
+    @model_validator(mode="after")
+    def _workers_need_a_fixed_port(self) -> Settings:
+        """Port 0 would give each worker a port of its own, and clients none to find."""
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers > 1 needs a fixed port (port 0 picks one per worker)")
+        return self
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.auth_secret)

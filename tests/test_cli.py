@@ -119,3 +119,9 @@ def test_serve_freezes_the_startup_objects_out_of_full_collections() -> None:
         assert gc.get_freeze_count() > before + 1000  # modules, classes, the app's imports
     finally:
         gc.unfreeze()
+
+
+def test_serve_with_several_workers_on_port_0_exits_with_one_line_naming_it():
+    line = refusal_line("--workers", "2", "--redis-url", "redis://127.0.0.1:1/0")
+    assert "workers" in line
+    assert "port" in line
