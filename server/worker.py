@@ -120,10 +120,11 @@ class ChildWorker:
     @classmethod
     def from_environment(cls) -> ChildWorker | None:
         index = worker_index()
-        if index is None:
+        supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+        if index is None or not supervisor:
             return None
         ready = os.environ.get(READY_FD_ENV)
-        return cls(index, int(os.environ[SUPERVISOR_PID_ENV]), int(ready) if ready else None)
+        return cls(index, int(supervisor), int(ready) if ready else None)
 
     def exit_with_parent(self) -> None:
         _exit_with_parent(self.supervisor_pid)
