@@ -189,7 +189,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  *
  * Listen with `on(type, fn)`: every server message type (`welcome`, `snap`, `delta`,
  * `event`, `join`, `leave`, `away`, `back`, `host`, `pong`, `error`), plus
- * `state` (after a snap/delta reached the mirror), `mirror-error`, `close`
+ * `state` (after a snap/delta reached the mirror), `mirror-error`, `decode-error`, `close`
  * (`{code, reason, reconnecting}`, every connection that ends) and `reconnect` (a new
  * `welcome` after a drop). Create it with {@link connect}.
  */
@@ -365,7 +365,13 @@ export class RoomClient {
     return new Promise((resolve, reject) => {
       let welcomed = false;
       socket.onmessage = (event) => {
-        const msg = JSON.parse(event.data);
+        let msg;
+        try {
+          msg = JSON.parse(event.data);
+        } catch (error) {
+          this._emit("decode-error", error); // a server bug: reported, never applied
+          return;
+        }
         if (!welcomed && msg.t === "welcome") {
           welcomed = true;
           this._socket = socket;
@@ -447,7 +453,8 @@ export class RoomClient {
     this.state = ClientState.OPEN;
     const every = this.options.pingIntervalMs;
     if (every > 0 && this._pinger === null) {
-      this._pinger = setInterval(() => this.ping().catch(() => {}), every);
+      const tick = () => this.state === ClientState.OPEN && this.ping().catch(() => {});
+      this._pinger = setInterval(tick, every);
     }
   }
 
