@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from tickrelay.server import logic, logredact
 from tickrelay.server.backplane import create_backplane
 from tickrelay.server.bodylimit import BodyLimit
+from tickrelay.server.demo import router as demo_router
 from tickrelay.server.endpoint import room_endpoint
 from tickrelay.server.http import router
 from tickrelay.server.metrics import Metrics
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_body_size=settings.max_body_size)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(router)
+    app.include_router(demo_router)
     app.add_api_websocket_route("/ws/rooms/{room_path:path}", room_endpoint)
     app.add_api_websocket_route("/ws/rooms", room_endpoint)
     return app

@@ -179,3 +179,19 @@ def test_loadtest_command_names_the_extra_when_it_is_missing(tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "pip install 'tickrelay[loadtest]'" in result.stderr
+
+
+#: What the demo's three files must hold: the page, its game, the JS client module.
+DEMO_FILES = {
+    "/demo": "<canvas",
+    "/demo/tag.js": "tickrelayDemo",
+    "/demo/tickrelay.js": "export async function connect",
+}
+
+
+def test_the_wheel_ships_the_demo_page_and_the_js_client(venv: Venv, user_folder: Path) -> None:
+    with serving(venv, user_folder) as port:
+        answers = {path: httpx.get(f"http://127.0.0.1:{port}{path}") for path in DEMO_FILES}
+    for path, marker in DEMO_FILES.items():
+        assert answers[path].status_code == 200, (path, answers[path].text)
+        assert marker in answers[path].text, path
