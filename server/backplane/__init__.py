@@ -7,7 +7,6 @@ __all__ = ["Backplane", "MemoryBackplane", "Subscription", "create_backplane"]
 
 
 def create_backplane(redis_url: str | None) -> Backplane:
-    """The in-memory backplane for one worker; Redis when a URL is given."""
-    if redis_url:
-        raise ValueError("the Redis backplane is not available in this version")
+    """The process-local backplane. With a Redis URL, rooms are shared by the cluster
+    registry (``tickrelay.server.cluster``) on top of it."""
     return MemoryBackplane()
