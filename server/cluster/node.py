@@ -81,6 +81,8 @@ class ClusterNode:
         self.epochs: dict[str, int] = {}  # room id -> the epoch this worker owns it under
         self.peers: dict[tuple[str, str], Peer] = {}
         self.remote: dict[str, RemoteRoom] = {}
+        # Rooms this worker is claiming: joins for them wait until the room exists here.
+        self._claiming: dict[str, list[tuple[str, list[Any]]]] = {}
         self._asks: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self._ask_ids = iter(range(1, 1 << 62))
         self._lease_task: asyncio.Task[None] | None = None
@@ -138,6 +140,16 @@ class ClusterNode:
     def owned(self, room: Room, epoch: int) -> None:
         self.epochs[room.id] = epoch
         self.directory.changed(room)
+
+    def claiming(self, room_id: str) -> None:
+        """A claim is under way: another worker that already sees us as the owner may
+        send a join before the room exists here."""
+        self._claiming.setdefault(room_id, [])
+
+    def claimed(self, room_id: str) -> None:
+        """The claim is settled (the room exists here, or not): run the joins that waited."""
+        for source, item in self._claiming.pop(room_id, ()):
+            self._dispatch(source, item)
 
     def disowned(self, room_id: str) -> None:
         """The room is gone from this worker: its ownership and directory entry go too."""
@@ -275,6 +287,12 @@ class ClusterNode:
         room = self._rooms.get(room_id)
         epoch = self.epochs.get(room_id)
         if room is None or epoch is None:
+            waiting = self._claiming.get(room_id)
+            if waiting is not None:
+                waiting.append(
+                    (source, [JOIN, room_id, mid, pid, spectator, resume, spectate_only])
+                )
+                return
             self.send(source, (REFUSED, room_id, mid, CloseCode.NO_ROOM, "no such room"))
             return
         peer = self.peers.get((room_id, source))

@@ -69,13 +69,17 @@ class ClusterRegistry(RoomRegistry):
             if found is None or found[0] == self.node.worker_id:
                 return self.rooms.get(room_id)
             return self.node.remote_room(room_id, *found)
-        claim = await self.node.leases.claim(room_id)
-        if not claim.won:
-            return self.node.remote_room(room_id, claim.owner, claim.epoch)
-        room = self.rooms.get(room_id)  # made by a concurrent join while we waited
-        if room is None:
-            room = self._create_owned(room_id, None, creator, claim.epoch)
-        return room
+        self.node.claiming(room_id)
+        try:
+            claim = await self.node.leases.claim(room_id)
+            if not claim.won:
+                return self.node.remote_room(room_id, claim.owner, claim.epoch)
+            room = self.rooms.get(room_id)  # made by a concurrent join while we waited
+            if room is None:
+                room = self._create_owned(room_id, None, creator, claim.epoch)
+            return room
+        finally:
+            self.node.claimed(room_id)
 
     async def join(
         self,
