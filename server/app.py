@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from tickrelay.server import logic, logredact
-from tickrelay.server.backplane import create_backplane
+from tickrelay.server.backplane import Backplane, create_backplane
 from tickrelay.server.bodylimit import BodyLimit
 from tickrelay.server.demo import router as demo_router
 from tickrelay.server.endpoint import room_endpoint
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logic.load_modules(settings.logic_modules)
     metrics = Metrics()
     backplane = create_backplane(settings.redis_url)
-    registry = RoomRegistry(settings, metrics, backplane)
+    registry = create_registry(settings, metrics, backplane)
     services = Services(settings=settings, registry=registry, metrics=metrics)
 
     @asynccontextmanager
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Set TICKRELAY_AUTH_SECRET (or --auth-secret) in production."
             )
         await backplane.start()
+        await registry.start()
         try:
             yield
         finally:
@@ -59,6 +60,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_websocket_route("/ws/rooms/{room_path:path}", room_endpoint)
     app.add_api_websocket_route("/ws/rooms", room_endpoint)
     return app
+
+
+def create_registry(settings: Settings, metrics: Metrics, backplane: Backplane) -> RoomRegistry:
+    """One process keeps its rooms to itself; with a Redis URL they are shared. The cluster
+    is imported only then: the single-process path does not even load it."""
+    if not settings.redis_url:
+        return RoomRegistry(settings, metrics, backplane)
+    from tickrelay.server.cluster.registry import ClusterRegistry
+
+    return ClusterRegistry(settings, metrics, backplane)
 
 
 def app_from_env() -> FastAPI:

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tickrelay.protocol import CloseCode
 from tickrelay.server import logic as logic_registry
 from tickrelay.server.endpoint import ROOM_ID
 from tickrelay.server.registry import RoomExists, RoomFailed
@@ -124,7 +123,7 @@ async def readyz(svc: ServicesDep, response: Response) -> dict[str, str]:
     if svc.draining:
         response.status_code = 503
         return {"status": "draining"}
-    if not svc.registry.backplane.healthy:
+    if not svc.registry.healthy:
         response.status_code = 503
         return {"status": "backplane down"}
     return {"status": "ready"}
@@ -146,14 +145,13 @@ async def create_room(body: CreateRoom, request: Request, svc: ServicesDep) -> d
     )
     creator = None if is_admin else client_address(request.scope)
     try:
-        room = registry.create(body.id, options, creator)
+        return await registry.open(body.id, options, creator)
     except RoomExists:
         raise HTTPException(409, f"room {body.id!r} exists") from None
     except CreationRefused as exc:
         raise _refused(exc) from None
     except RoomFailed as exc:
         raise HTTPException(500, str(exc)) from None
-    return room.describe()
 
 
 @router.get("/rooms")
@@ -166,54 +164,55 @@ async def list_rooms(
 ) -> list[dict[str, Any]]:
     """One page of the public rooms in id order. The body stays the contract's array; while
     more rooms follow, a ``Link: <...>; rel="next"`` header gives the next page's address."""
-    rooms = svc.registry.public_page(after, limit + 1)
+    rooms = await svc.registry.listing(after, limit + 1)
     if len(rooms) > limit:
         rooms = rooms[:limit]
-        following = f"{request.url.path}?limit={limit}&after={rooms[-1].id}"
+        following = f"{request.url.path}?limit={limit}&after={rooms[-1]['id']}"
         response.headers["Link"] = f'<{following}>; rel="next"'
-    return [room.describe() for room in rooms]
+    return rooms
 
 
 @router.get("/rooms/{room_id}")
 async def get_room(room_id: str, svc: ServicesDep) -> dict[str, Any]:
-    room = svc.registry.get(room_id)
+    room = await svc.registry.describe(room_id)
     if room is None:
         raise HTTPException(404, "no such room")
-    return room.describe()
+    return room
 
 
 @router.post("/matchmake")
 async def matchmake(body: Matchmake, request: Request, svc: ServicesDep) -> dict[str, str]:
     creator = client_address(request.scope)
     try:
-        room = svc.registry.matchmake(body.logic or "relay", body.meta, creator)
+        room_id = await svc.registry.find_match(body.logic or "relay", body.meta, creator)
     except RoomFailed as exc:
         raise HTTPException(500, str(exc)) from None
     except CreationRefused as exc:
         raise _refused(exc) from None
-    return {"room": room.id, "path": f"/ws/rooms/{room.id}"}
+    return {"room": room_id, "path": f"/ws/rooms/{room_id}"}
 
 
 @router.delete("/rooms/{room_id}", status_code=204, dependencies=[Depends(require_admin)])
 async def delete_room(room_id: str, svc: ServicesDep) -> Response:
-    if not await svc.registry.dispose(room_id, CloseCode.NO_ROOM):
+    if not await svc.registry.delete(room_id):
         raise HTTPException(404, "no such room")
     return Response(status_code=204)
 
 
 @router.post("/rooms/{room_id}/kick", status_code=204, dependencies=[Depends(require_admin)])
 async def kick(room_id: str, body: Kick, svc: ServicesDep) -> Response:
-    room = svc.registry.get(room_id)
-    if room is None:
+    kicked = await svc.registry.kick(room_id, body.pid)
+    if kicked is None:
         raise HTTPException(404, "no such room")
-    if not room.kick(body.pid):
+    if not kicked:
         raise HTTPException(404, "no such player")
     return Response(status_code=204)
 
 
 @router.get("/rooms/{room_id}/connections", dependencies=[Depends(require_admin)])
 async def connections(room_id: str, svc: ServicesDep) -> list[dict[str, Any]]:
-    """What the server holds for each member: the figures that prove backpressure works."""
+    """What the server holds for each member: the figures that prove backpressure works.
+    Per process: only the worker that owns the room answers (404 elsewhere)."""
     room = svc.registry.get(room_id)
     if room is None:
         raise HTTPException(404, "no such room")

@@ -11,6 +11,8 @@ from typing import Any
 from tickrelay.protocol import CloseCode
 from tickrelay.server.backplane import Backplane
 from tickrelay.server.clock import Clock, LoopClock
+from tickrelay.server.links import MemberLink, RoomLink
+from tickrelay.server.members import Member
 from tickrelay.server.metrics import Metrics
 from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.room import Room
@@ -77,6 +79,55 @@ class RoomRegistry:
     def get(self, room_id: str) -> Room | None:
         return self.rooms.get(room_id)
 
+    @property
+    def healthy(self) -> bool:
+        """False while the rooms shared with other workers cannot be reached (not ready)."""
+        return self.backplane.healthy
+
+    # What the endpoint and the HTTP API ask. Async, and answered in descriptions rather
+    # than Room objects, so that a registry shared between workers can ask the cluster.
+
+    async def join(
+        self,
+        room: RoomLink,
+        link: MemberLink,
+        pid: str | None,
+        spectator: bool,
+        resume_token: str | None,
+        spectate_only: bool,
+    ) -> Member:
+        """Take a place in the room ``locate`` gave (see ``Room.join`` for the refusals)."""
+        assert isinstance(room, Room)
+        return room.join(link, pid, spectator, resume_token, spectate_only)
+
+    async def open(
+        self, room_id: str | None, options: RoomOptions, creator: str | None
+    ) -> dict[str, Any]:
+        """``POST /rooms``: a new room's description; RoomExists, CreationRefused or
+        RoomFailed when it cannot be made."""
+        return self.create(room_id, options, creator).describe()
+
+    async def describe(self, room_id: str) -> dict[str, Any] | None:
+        room = self.rooms.get(room_id)
+        return room.describe() if room is not None else None
+
+    async def listing(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` public rooms' descriptions in id order, after the id ``after``."""
+        return [room.describe() for room in self.public_page(after, limit)]
+
+    async def find_match(self, logic: str, meta: dict[str, Any], creator: str | None) -> str:
+        """``POST /matchmake``: the id of the room to join."""
+        return self.matchmake(logic, meta, creator).id
+
+    async def delete(self, room_id: str) -> bool:
+        """``DELETE /rooms/{id}``: dispose the room (members get 4004); False if none."""
+        return await self.dispose(room_id, CloseCode.NO_ROOM)
+
+    async def kick(self, room_id: str, pid: str) -> bool | None:
+        """True when kicked, False when no such player, None when no such room."""
+        room = self.rooms.get(room_id)
+        return None if room is None else room.kick(pid)
+
     async def locate(self, room_id: str, create: bool, creator: str | None = None) -> Room | None:
         """The room a join goes to: this worker's, or a new one when ``create`` (None when
         neither), charged to the ``creator`` address. Async so that a registry shared
@@ -114,11 +165,14 @@ class RoomRegistry:
             log.exception("room %s: logic %s failed to start", room_id, room.options.logic)
             raise RoomFailed(f"room logic failed to start: {exc}"[:120]) from None
         self.rooms[room_id] = room
-        room.on_seats = self.match_index.seats_changed
+        room.on_seats = self._seats_changed
         self.match_index.add(room)
         if not room.options.private:
             self.public_ids.add(room_id)
         return room
+
+    def _seats_changed(self, room: Room) -> None:
+        self.match_index.seats_changed(room)
 
     def _new_id(self) -> str:
         while True:
@@ -163,6 +217,9 @@ class RoomRegistry:
         task = asyncio.get_running_loop().create_task(room.close(CloseCode.NO_ROOM))
         self._disposals.add(task)
         task.add_done_callback(self._disposals.discard)
+
+    async def start(self) -> None:
+        """Connect to whatever the rooms are shared through (nothing, in one process)."""
 
     async def close(self) -> None:
         """Dispose every room (members get ``code``) and await every disposal."""

@@ -58,6 +58,11 @@ class TickLoop:
         self.last_tick = 0
 
     @property
+    def elapsed(self) -> float:
+        """Seconds since tick 0 (a room's clock, which the cluster directory publishes)."""
+        return self._now() - self._t0
+
+    @property
     def current(self) -> int:
         """The tick number now: tick periods elapsed since the room was created."""
         return int((self._now() - self._t0) * self.rate)

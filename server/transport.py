@@ -221,6 +221,13 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._deliver(message.get("bytes") or message.get("text") or b"")
             else:
                 sink.put_nowait(message)  # type: ignore[arg-type]
+        if self.read_paused:
+            # uvicorn pauses reading after each message it queues until the app reads it,
+            # and nobody reads that queue any more: a message that came during an awaited
+            # join (a room owned by another worker) would leave this socket deaf for good.
+            self.read_paused = False
+            if self.writable.is_set():  # not paused by our own backpressure
+                self.transport.resume_reading()
 
     async def run_asgi(self) -> None:
         """uvicorn's, except that the connection stays open when the app has detached."""

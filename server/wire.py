@@ -31,6 +31,21 @@ class Wire:
         self._packed_frame: bytes | None = None
         self._json_frame: bytes | None = None
 
+    @classmethod
+    def packed(cls, message: dict[str, Any], packed: bytes) -> Wire:
+        """A message that arrived already encoded (from the worker that owns its room):
+        its MessagePack bytes are used as they are, never encoded again."""
+        wire = cls(message)
+        wire._packed = packed
+        return wire
+
+    @property
+    def packed_bytes(self) -> bytes:
+        """The MessagePack encoding, as sent to other workers (made at most once)."""
+        if self._packed is None:
+            self._packed = _MSGPACK.encode(self.message)  # type: ignore[assignment]
+        return self._packed  # type: ignore[return-value]
+
     def framed(self, codec: Codec) -> bytes:
         """The whole WebSocket frame, built once and written as is to every client."""
         if codec.binary:
@@ -53,9 +68,7 @@ class Wire:
     @property
     def size(self) -> int:
         """Size in the binary encoding: what bounds on queued bytes are counted in."""
-        if self._packed is None:
-            self._packed = _MSGPACK.encode(self.message)  # type: ignore[assignment]
-        return len(self._packed)  # type: ignore[arg-type]
+        return len(self.packed_bytes)
 
 
 class StateFrame:

@@ -7,5 +7,6 @@ __all__ = ["Backplane", "MemoryBackplane", "Subscription", "create_backplane"]
 
 
 def create_backplane(redis_url: str | None) -> Backplane:
-    """The in-memory backplane for one worker; Redis when a URL is given."""
-    return MemoryBackplane()  # until the Redis cluster replaces it for a redis_url
+    """The process-local backplane. With a Redis URL, rooms are shared by the cluster
+    registry (``tickrelay.server.cluster``) on top of it."""
+    return MemoryBackplane()

@@ -47,6 +47,7 @@ class Batcher:
         self._scheduled = False
         self._flushing: asyncio.Task[None] | None = None
         self.health = LinkHealth.UP
+        self.turns = 0
         self.batches_sent = 0
         self.batches_lost = 0
         self.items_lost = 0
@@ -66,6 +67,7 @@ class Batcher:
         if self._flushing is not None or not self._pending:
             return  # the running flush starts the next one when it ends
         pending, self._pending = self._pending, {}
+        self.turns += 1  # what was sent so far is packed now: later items start new ones
         batches = [
             (channel, pack_batch(self._source, self._boot, self._sequences.next(channel), items))
             for channel, items in pending.items()

@@ -62,7 +62,7 @@ class Bus:
         self.bad_batches = 0
 
     async def start(self) -> None:
-        await self._pubsub.subscribe(self.channel, CONTROL)
+        """Start reading; if Redis is not there yet, the reader keeps trying (not ready)."""
         self._reader = asyncio.get_running_loop().create_task(self._read(), name="cluster-bus")
 
     def send(self, worker_id: str, item: Any) -> None:
@@ -84,8 +84,12 @@ class Bus:
 
     async def _read(self) -> None:
         failures = 0
+        subscribed = False
         while True:
             try:
+                if not subscribed:
+                    await self._pubsub.subscribe(self.channel, CONTROL)
+                    subscribed = True
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
                 self._set_health(BusHealth.DOWN, exc)

@@ -34,15 +34,22 @@ return 0
 
 _CLAIM = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner == ARGV[1] then
-  return {tonumber(redis.call('HGET', KEYS[1], 'epoch')), owner}
-end
+local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if owner == ARGV[1] then return {1, owner, epoch} end
 if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
-  return {0, owner}
+  return {0, owner, epoch}
 end
-local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
-return {epoch, ARGV[1]}
+return {1, ARGV[1], epoch}
+"""
+
+_OWNER = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and redis.call('EXISTS', ARGV[1] .. owner) == 1 then
+  return {owner, tonumber(redis.call('HGET', KEYS[1], 'epoch'))}
+end
+return false
 """
 
 _REASSERT = """
@@ -88,13 +95,14 @@ class Renewal(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """The answer to a claim: we own the room under ``epoch``, or ``owner`` does."""
+    """The answer to a claim: ``owner`` owns the room under ``epoch`` (we, if ``won``)."""
 
+    won: bool
     owner: str
-    epoch: int  # 0 when another live worker owns the room
+    epoch: int
 
     def won_by(self, worker_id: str) -> bool:
-        return self.epoch > 0 and self.owner == worker_id
+        return self.won and self.owner == worker_id
 
 
 class Leases:
@@ -104,7 +112,9 @@ class Leases:
         self.worker_id = worker_id
         self._token = token
         self._renew = client.register_script(_RENEW)
+        self._client = client
         self._claim = client.register_script(_CLAIM)
+        self._owner = client.register_script(_OWNER)
         self._reassert = client.register_script(_REASSERT)
         self._release = client.register_script(_RELEASE)
         self._fenced_set = client.register_script(_FENCED_SET)
@@ -115,10 +125,22 @@ class Leases:
 
     async def claim(self, room_id: str) -> Claim:
         """Own the room if nobody live does (a new epoch), or learn who does."""
-        epoch, owner = await self._claim(
+        won, owner, epoch = await self._claim(
             keys=[ROOM_PREFIX + room_id], args=[self.worker_id, WORKER_PREFIX]
         )
-        return Claim(_text(owner), int(epoch))
+        return Claim(bool(won), _text(owner), int(epoch))
+
+    async def owner(self, room_id: str) -> tuple[str, int] | None:
+        """The live owner of a room and its epoch, without claiming it; None if nobody."""
+        found = await self._owner(keys=[ROOM_PREFIX + room_id], args=[WORKER_PREFIX])
+        return (_text(found[0]), int(found[1])) if found else None
+
+    async def alive(self, worker_ids: list[str]) -> set[str]:
+        """Which of these workers hold a lease now (one round trip)."""
+        if not worker_ids:
+            return set()
+        values = await self._client.mget([WORKER_PREFIX + w for w in worker_ids])
+        return {w for w, value in zip(worker_ids, values, strict=True) if value is not None}
 
     async def reassert(self, room_id: str, epoch: int) -> bool:
         """After Redis lost its data: put back our ownership, unless someone else claimed."""

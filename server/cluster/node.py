@@ -1,0 +1,406 @@
+"""This worker's place in the cluster: its bus, its lease, and the rooms it shares.
+
+The node routes what other workers send. As an *owner* it serves the members of its rooms
+connected elsewhere through one ``Peer`` per room and worker (joins, inputs, events, ends,
+resyncs in; states and reliable messages out). As a *member worker* it feeds the
+``RemoteRoom``s its connections joined (states, reliable messages, closes in; forwarded
+messages out). A lease loop keeps this worker's lease and watches the workers it shares
+rooms with: members on a worker that died are dropped into their resume grace, and the
+members of a room whose owner died are closed ``1012`` so they come back to a live one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from tickrelay.protocol import CloseCode, Event, LeaveReason
+from tickrelay.protocol.messages import _new_input
+from tickrelay.server.cluster.bus import Bus, BusHealth
+from tickrelay.server.cluster.directory import Directory
+from tickrelay.server.cluster.envelope import Batch
+from tickrelay.server.cluster.items import (
+    ANSWER,
+    ASK,
+    CLOSE,
+    ENDED,
+    EVENT,
+    INPUT,
+    JOIN,
+    JOINED,
+    LEAVE,
+    PIN,
+    REFUSED,
+    RELIABLE,
+    RESYNC,
+    SNAP,
+    STATE,
+)
+from tickrelay.server.cluster.lease import Leases, Renewal
+from tickrelay.server.cluster.peers import Peer, RemoteMemberLink
+from tickrelay.server.cluster.remote_room import RemoteRoom
+from tickrelay.server.cluster.sequence import Arrival, Received
+from tickrelay.server.refusal import JoinRefusal
+
+if TYPE_CHECKING:
+    from tickrelay.server.room import Room
+
+log = logging.getLogger("tickrelay.cluster")
+
+LEASE_TTL = 3.0  # seconds: a dead worker's rooms and members are noticed within this
+RENEW_EVERY = LEASE_TTL / 4
+REFRESH_EVERY = 5.0  # seconds between rewrites of every owned room's directory entry
+ASK_TIMEOUT = 3.0
+
+Operation = Callable[[str, Any], Coroutine[Any, Any, Any]]
+
+
+class ClusterNode:
+    """Owns the bus, the lease loop, the peers of owned rooms and the remote rooms."""
+
+    def __init__(
+        self,
+        url: str,
+        rooms: dict[str, Room],
+        dispose: Callable[[str, CloseCode], Coroutine[Any, Any, bool]],
+        operations: dict[str, Operation],
+    ) -> None:
+        self.worker_id = secrets.token_hex(6)
+        self.bus = Bus(url, self.worker_id, self._on_batch)
+        self.leases = Leases(self.bus.client, self.worker_id, secrets.token_hex(8))
+        self.directory = Directory(self.bus.client, self.worker_id)
+        self._rooms = rooms  # the registry's: the rooms this worker owns
+        self._dispose = dispose
+        self._operations = operations
+        self.epochs: dict[str, int] = {}  # room id -> the epoch this worker owns it under
+        self.peers: dict[tuple[str, str], Peer] = {}
+        self.remote: dict[str, RemoteRoom] = {}
+        # Rooms this worker is claiming: joins for them wait until the room exists here.
+        self._claiming: dict[str, list[tuple[str, list[Any]]]] = {}
+        self._asks: dict[int, asyncio.Future[tuple[int, Any]]] = {}
+        self._ask_ids = iter(range(1, 1 << 62))
+        self._lease_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.lost_batches = 0
+        self.bad_items = 0
+        self.send = self.bus.send
+        self._turn = lambda: self.bus.batcher.turns
+        self._handlers = self._handler_table()
+
+    @property
+    def healthy(self) -> bool:
+        return self.bus.health is BusHealth.UP
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the cluster; without Redis yet, the worker starts unready and keeps trying."""
+        try:
+            await self.leases.renew(LEASE_TTL)
+        except (RedisError, OSError) as exc:
+            log.warning("Redis is not reachable yet (the worker is not ready): %s", exc)
+        await self.bus.start()
+        self._lease_task = asyncio.get_running_loop().create_task(
+            self._keep_lease(), name="cluster-lease"
+        )
+
+    async def close(self) -> None:
+        for remote in list(self.remote.values()):
+            remote.close_all(CloseCode.RESTART, "server restarting")
+        task, self._lease_task = self._lease_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pending in list(self._tasks):
+            pending.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.directory.close()
+        await self.bus.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """A task this node owns (cancelled and awaited on close)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cluster task %s failed", task.get_name(), exc_info=task.exception())
+
+    # Rooms owned here --------------------------------------------------------------------
+
+    def owned(self, room: Room, epoch: int) -> None:
+        self.epochs[room.id] = epoch
+        self.directory.changed(room)
+
+    def claiming(self, room_id: str) -> None:
+        """A claim is under way: another worker that already sees us as the owner may
+        send a join before the room exists here."""
+        self._claiming.setdefault(room_id, [])
+
+    def claimed(self, room_id: str) -> None:
+        """The claim is settled (the room exists here, or not): run the joins that waited."""
+        for source, item in self._claiming.pop(room_id, ()):
+            self._dispatch(source, item)
+
+    def disowned(self, room_id: str) -> None:
+        """The room is gone from this worker: its ownership and directory entry go too."""
+        epoch = self.epochs.pop(room_id, None)
+        for key in [key for key in self.peers if key[0] == room_id]:
+            del self.peers[key]
+        self.directory.removed(room_id)
+        if epoch is not None:
+            self.spawn(self._release(room_id, epoch), name="cluster-release")
+
+    async def _release(self, room_id: str, epoch: int) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.leases.release(room_id, epoch)
+
+    # Rooms owned elsewhere ---------------------------------------------------------------
+
+    def remote_room(self, room_id: str, owner: str, epoch: int) -> RemoteRoom:
+        room = self.remote.get(room_id)
+        if room is None or room.owner != owner:
+            room = RemoteRoom(room_id, owner, epoch, self.send, self._remote_empty)
+            self.remote[room_id] = room
+        return room
+
+    def _remote_empty(self, room: RemoteRoom) -> None:
+        if self.remote.get(room.id) is room:
+            del self.remote[room.id]
+
+    # Operator requests forwarded to the owner --------------------------------------------
+
+    async def ask(self, owner: str, op: str, room_id: str, arg: Any) -> tuple[int, Any]:
+        """Run ``op`` on the room's owner; (status, value), 504 when it does not answer."""
+        ask_id = next(self._ask_ids)
+        answer: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
+        self._asks[ask_id] = answer
+        self.send(owner, (ASK, ask_id, op, room_id, arg))
+        try:
+            async with asyncio.timeout(ASK_TIMEOUT):
+                return await answer
+        except TimeoutError:
+            return 504, "the room's worker did not answer"
+        finally:
+            self._asks.pop(ask_id, None)
+
+    async def _answer(self, source: str, ask_id: int, op: str, room_id: str, arg: Any) -> None:
+        operation = self._operations.get(op)
+        result = (400, f"unknown operation {op!r}") if operation is None else None
+        if operation is not None:
+            result = await operation(room_id, arg)
+        self.send(source, (ANSWER, ask_id, *result))
+
+    # Incoming ----------------------------------------------------------------------------
+
+    def _on_batch(self, batch: Batch, received: Received) -> None:
+        source = batch.source
+        if received.arrival is Arrival.GAP:
+            self._lost(source, received.lost)
+        for item in batch.items:
+            try:
+                self._dispatch(source, item)
+            except Exception:
+                self.bad_items += 1
+                log.exception("cluster item from %s failed: %.80r", source, item)
+
+    def _dispatch(self, source: str, item: list[Any]) -> None:
+        self._handlers[item[0]](source, item)
+
+    def _handler_table(self) -> dict[int, Callable[[str, list[Any]], None]]:
+        def to_remote(method: str, *fields: int) -> Callable[[str, list[Any]], None]:
+            def handle(source: str, item: list[Any]) -> None:
+                remote = self._current_remote(item[1], item[2])
+                if remote is not None:
+                    getattr(remote, method)(*(item[f] for f in fields))
+
+            return handle
+
+        return {
+            STATE: to_remote("state", 3),
+            SNAP: to_remote("snap", 3),
+            PIN: to_remote("pin", 3),
+            RELIABLE: to_remote("reliable", 3, 4),
+            CLOSE: to_remote("close_member", 3, 4, 5),
+            JOIN: lambda source, item: self._join(source, *item[1:]),
+            INPUT: self._from_member,
+            EVENT: self._from_member,
+            LEAVE: self._from_member,
+            ENDED: self._from_member,
+            JOINED: self._joined,
+            REFUSED: self._refused,
+            RESYNC: self._resync,
+            ASK: lambda source, item: self.spawn(
+                self._answer(source, *item[1:]), name="cluster-answer"
+            ),
+            ANSWER: self._answered,
+        }
+
+    def _joined(self, source: str, item: list[Any]) -> None:
+        remote = self.remote.get(item[1])
+        if remote is not None:
+            remote.epoch = max(remote.epoch, item[2])
+            remote.joined(item[3], item[4])
+
+    def _refused(self, source: str, item: list[Any]) -> None:
+        remote = self.remote.get(item[1])
+        if remote is not None:
+            remote.refused(item[2], item[3], item[4])
+
+    def _resync(self, source: str, item: list[Any]) -> None:
+        peer = self.peers.get((item[1], source))
+        room = self._rooms.get(item[1])
+        if peer is not None and room is not None:
+            peer.resync(room.state.last_frame)
+
+    def _answered(self, source: str, item: list[Any]) -> None:
+        answer = self._asks.get(item[1])
+        if answer is not None and not answer.done():
+            answer.set_result((item[2], item[3]))
+
+    def _current_remote(self, room_id: str, epoch: int) -> RemoteRoom | None:
+        remote = self.remote.get(room_id)
+        if remote is None or epoch < remote.epoch:
+            return None  # a former owner's message: fenced off
+        remote.epoch = epoch
+        return remote
+
+    def _join(
+        self,
+        source: str,
+        room_id: str,
+        mid: int,
+        pid: str | None,
+        spectator: bool,
+        resume: str | None,
+        spectate_only: bool,
+    ) -> None:
+        room = self._rooms.get(room_id)
+        epoch = self.epochs.get(room_id)
+        if room is None or epoch is None:
+            waiting = self._claiming.get(room_id)
+            if waiting is not None:
+                waiting.append(
+                    (source, [JOIN, room_id, mid, pid, spectator, resume, spectate_only])
+                )
+                return
+            self.send(source, (REFUSED, room_id, mid, CloseCode.NO_ROOM, "no such room"))
+            return
+        peer = self.peers.get((room_id, source))
+        if peer is None:
+            peer = self.peers[room_id, source] = Peer(room_id, source, epoch, self.send,
+                                                      self._turn)  # fmt: skip
+        link = peer.link(mid)
+        try:
+            link.member = room.join(link, pid, spectator, resume, spectate_only)
+        except JoinRefusal as refusal:
+            peer.forget(mid)
+            self.send(source, (REFUSED, room_id, mid, refusal.code, refusal.reason))
+            return
+        self.send(source, (JOINED, room_id, epoch, mid, link.member.pid))
+
+    def _from_member(self, source: str, item: list[Any]) -> None:
+        kind, room_id, mid = item[0], item[1], item[2]
+        peer = self.peers.get((room_id, source))
+        room = self._rooms.get(room_id)
+        link = peer.links.get(mid) if peer is not None else None
+        if room is None or link is None or link.member is None:
+            return
+        if kind == INPUT:
+            room.receive_input(link.member, _new_input(item[3], item[4], item[5]))
+        elif kind == EVENT:
+            room.receive_event(link.member, Event(item[3], item[4]))
+        elif kind == LEAVE:
+            room.leave(link.member)
+        else:
+            self._ended(peer, link, room, item[3])  # type: ignore[arg-type]
+
+    def _ended(self, peer: Peer, link: RemoteMemberLink, room: Room, reason: str | None) -> None:
+        peer.forget(link.mid)
+        room.connection_ended(link.member, link, LeaveReason(reason) if reason else None)
+        if not peer.links:
+            self.peers.pop((peer.room_id, peer.worker), None)
+
+    def _lost(self, source: str, lost: int) -> None:
+        """Batches from ``source`` were lost: states are resynchronised from a snap; what
+        else was lost (events, inputs, joins) is counted, never silently dropped."""
+        self.lost_batches += lost
+        log.warning("lost %d batch(es) from worker %s; resynchronising its rooms", lost, source)
+        for remote in self.remote.values():
+            if remote.owner == source:
+                remote.lost()
+
+    # The lease loop ----------------------------------------------------------------------
+
+    async def _keep_lease(self) -> None:
+        since_refresh = 0.0
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                renewal = await self.leases.renew(LEASE_TTL)
+                if renewal is not Renewal.RENEWED:
+                    await self._reassert(renewal)
+                await self._watch_workers()
+                since_refresh += RENEW_EVERY
+                if since_refresh >= REFRESH_EVERY:
+                    since_refresh = 0.0
+                    for room in self._rooms.values():
+                        self.directory.changed(room)
+            except (RedisError, OSError) as exc:
+                log.debug("lease loop: Redis unavailable: %s", exc)
+
+    async def _reassert(self, renewal: Renewal) -> None:
+        """Our lease had lapsed (a long pause, or Redis lost its data): keep the rooms whose
+        ownership is still ours, give up the others (their members come back elsewhere)."""
+        log.warning("worker %s lease %s: reasserting its rooms", self.worker_id, renewal.name)
+        for room_id, epoch in list(self.epochs.items()):
+            if renewal is not Renewal.CONFLICT and await self.leases.reassert(room_id, epoch):
+                room = self._rooms.get(room_id)
+                if room is not None:
+                    self.directory.changed(room)
+                continue
+            self._demote(room_id)
+
+    def _demote(self, room_id: str) -> None:
+        """Another worker owns the room now: stop at once, members resume on the new owner."""
+        self.epochs.pop(room_id, None)
+        room = self._rooms.get(room_id)
+        if room is not None:
+            log.warning("room %s: ownership lost, closing its members with 1012", room_id)
+            self.spawn(self._on_demoted(room_id), name="cluster-demote")
+
+    async def _on_demoted(self, room_id: str) -> None:
+        await self._dispose(room_id, CloseCode.RESTART)
+
+    async def _watch_workers(self) -> None:
+        workers = {peer.worker for peer in self.peers.values()}
+        workers |= {remote.owner for remote in self.remote.values()}
+        if not workers:
+            return
+        alive = await self.leases.alive(sorted(workers))
+        for key, peer in list(self.peers.items()):
+            if peer.worker not in alive:
+                self._worker_died(key, peer)
+        for remote in list(self.remote.values()):
+            if remote.owner not in alive:
+                log.warning("room %s: its worker %s is gone", remote.id, remote.owner)
+                self.remote.pop(remote.id, None)
+                remote.close_all(CloseCode.RESTART, "the room's worker stopped")
+
+    def _worker_died(self, key: tuple[str, str], peer: Peer) -> None:
+        """Members on a dead worker drop into their resume grace, as a lost socket would."""
+        self.peers.pop(key, None)
+        room = self._rooms.get(peer.room_id)
+        for link in list(peer.links.values()):
+            peer.forget(link.mid)
+            if room is not None and link.member is not None:
+                room.connection_ended(link.member, link, None)

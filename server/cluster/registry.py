@@ -1,0 +1,191 @@
+"""The rooms of a worker that shares them with other workers through Redis.
+
+The same ``RoomRegistry`` (the rooms this worker owns, ticked here as in one process),
+plus what makes the cluster look like one process to every client: a join for a room
+owned elsewhere gets a ``RemoteRoom`` that forwards to its owner; a new room is claimed
+(fenced by an epoch) before it exists; the HTTP API reads the directory every owner keeps
+in Redis, and sends kick and delete to the owner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tickrelay.server.backplane import Backplane
+from tickrelay.server.clock import Clock
+from tickrelay.server.cluster.directory import described
+from tickrelay.server.cluster.node import ClusterNode
+from tickrelay.server.cluster.remote_room import RemoteRoom
+from tickrelay.server.links import MemberLink, RoomLink
+from tickrelay.server.members import Member
+from tickrelay.server.metrics import Metrics
+from tickrelay.server.registry import RoomExists, RoomRegistry
+from tickrelay.server.room import Room
+from tickrelay.server.room_options import RoomOptions
+from tickrelay.server.settings import Settings
+
+_ABSENT = object()
+
+
+class ClusterRegistry(RoomRegistry):
+    """A worker's rooms plus its view of the cluster's."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        backplane: Backplane,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(settings, metrics, backplane, clock)
+        assert settings.redis_url
+        operations = {"kick": self._kick_here, "delete": self._delete_here}
+        self.node = ClusterNode(settings.redis_url, self.rooms, self.dispose, operations)
+
+    @property
+    def healthy(self) -> bool:
+        return self.node.healthy
+
+    async def start(self) -> None:
+        await self.node.start()
+
+    async def close(self) -> None:
+        await super().close()
+        await self.node.close()
+
+    # Joins -------------------------------------------------------------------------------
+
+    async def locate(
+        self, room_id: str, create: bool, creator: str | None = None
+    ) -> Room | RemoteRoom | None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            return room
+        remote = self.node.remote.get(room_id)
+        if remote is not None:
+            return remote
+        if not create:
+            found = await self.node.leases.owner(room_id)
+            if found is None or found[0] == self.node.worker_id:
+                return self.rooms.get(room_id)
+            return self.node.remote_room(room_id, *found)
+        self.node.claiming(room_id)
+        try:
+            claim = await self.node.leases.claim(room_id)
+            if not claim.won:
+                return self.node.remote_room(room_id, claim.owner, claim.epoch)
+            room = self.rooms.get(room_id)  # made by a concurrent join while we waited
+            if room is None:
+                room = self._create_owned(room_id, None, creator, claim.epoch)
+            return room
+        finally:
+            self.node.claimed(room_id)
+
+    async def join(
+        self,
+        room: RoomLink,
+        link: MemberLink,
+        pid: str | None,
+        spectator: bool,
+        resume_token: str | None,
+        spectate_only: bool,
+    ) -> Member:
+        if isinstance(room, RemoteRoom):
+            return await room.join(link, pid, spectator, resume_token, spectate_only)  # type: ignore[return-value]
+        return await super().join(room, link, pid, spectator, resume_token, spectate_only)
+
+    # Owning rooms ------------------------------------------------------------------------
+
+    def _create_owned(
+        self, room_id: str, options: RoomOptions | None, creator: str | None, epoch: int
+    ) -> Room:
+        try:
+            room = self.create(room_id, options, creator)
+        except Exception:
+            self.node.disowned(room_id)  # give the claim back
+            raise
+        self.node.owned(room, epoch)
+        return room
+
+    def _seats_changed(self, room: Room) -> None:
+        super()._seats_changed(room)
+        self.node.directory.changed(room)
+
+    def _forget(self, room_id: str) -> Room | None:
+        room = super()._forget(room_id)
+        if room is not None:
+            self.node.disowned(room_id)
+        return room
+
+    # The HTTP API, cluster-wide ----------------------------------------------------------
+
+    async def open(
+        self, room_id: str | None, options: RoomOptions, creator: str | None
+    ) -> dict[str, Any]:
+        room_id = room_id or self._new_id()
+        claim = await self.node.leases.claim(room_id)
+        if not claim.won or room_id in self.rooms:
+            raise RoomExists(room_id)
+        return self._create_owned(room_id, options, creator, claim.epoch).describe()
+
+    async def describe(self, room_id: str) -> dict[str, Any] | None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            return room.describe()
+        entry = await self.node.directory.describe(room_id)
+        if entry is None or not await self._alive([entry]):
+            return None
+        return described(entry)
+
+    async def listing(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        entries = await self._alive(await self.node.directory.page(after, limit))
+        return [described(entry) for entry in entries]
+
+    async def find_match(self, logic: str, meta: dict[str, Any], creator: str | None) -> str:
+        """The fullest public room of that logic and meta with a free seat, cluster-wide;
+        else a new one here. A room that fills before the client's join answers 4009: the
+        client asks again (docs/PROTOCOL.md section 10)."""
+        candidates = [
+            entry
+            for entry in await self._alive(await self.node.directory.open_rooms(logic))
+            if not entry["private"]
+            and entry["players"] < entry["max_players"]
+            and all(entry["meta"].get(key, _ABSENT) == value for key, value in meta.items())
+        ]
+        if candidates:
+            return max(candidates, key=lambda entry: (entry["players"], -entry["t0_ms"]))["id"]
+        room_id = self._new_id()
+        claim = await self.node.leases.claim(room_id)
+        options = self.default_options(logic=logic, meta=dict(meta))
+        return self._create_owned(room_id, options, creator, claim.epoch).id
+
+    async def delete(self, room_id: str) -> bool:
+        if room_id in self.rooms:
+            return await super().delete(room_id)
+        status, _ = await self._ask_owner("delete", room_id, None)
+        return status == 204
+
+    async def kick(self, room_id: str, pid: str) -> bool | None:
+        if room_id in self.rooms:
+            return await super().kick(room_id, pid)
+        status, _ = await self._ask_owner("kick", room_id, pid)
+        return None if status == 404 else status == 204
+
+    async def _ask_owner(self, op: str, room_id: str, arg: Any) -> tuple[int, Any]:
+        found = await self.node.leases.owner(room_id)
+        if found is None or found[0] == self.node.worker_id:
+            return 404, "no such room"
+        return await self.node.ask(found[0], op, room_id, arg)
+
+    async def _kick_here(self, room_id: str, pid: str) -> tuple[int, Any]:
+        kicked = await super().kick(room_id, pid)
+        return (404, "no such room") if kicked is None else ((204, None) if kicked else (409, None))
+
+    async def _delete_here(self, room_id: str, _: Any) -> tuple[int, Any]:
+        return (204, None) if await super().delete(room_id) else (404, "no such room")
+
+    async def _alive(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Entries whose owner holds its lease: a dead owner's rooms are gone with it."""
+        owners = sorted({entry["owner"] for entry in entries})
+        alive = await self.node.leases.alive(owners)
+        return [entry for entry in entries if entry["owner"] in alive]

@@ -1,0 +1,177 @@
+"""A room owned by another worker, as this worker's connections see it.
+
+``RemoteRoom`` implements ``RoomLink``: a connection joined to it forwards its join,
+inputs, events, leave and end to the owner, after its own rate limits and parsing (pings
+are answered by the connection itself). What the owner fans out arrives once for this
+worker and goes to the local connections as it would from a local room: states through
+the mirror into the latest-wins outboxes, reliable messages to the members named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from tickrelay.protocol import CloseCode, Event, Input, LeaveReason
+from tickrelay.server.cluster.items import ENDED, EVENT, INPUT, JOIN, LEAVE, RESYNC
+from tickrelay.server.cluster.mirror import ChainBroken, RoomMirror
+from tickrelay.server.links import MemberLink
+from tickrelay.server.refusal import JoinRefusal
+from tickrelay.server.wire import Wire
+
+log = logging.getLogger("tickrelay.cluster")
+
+Send = Callable[[str, Any], None]
+
+_mids = itertools.count(1)
+
+
+class RemoteSeat:
+    """A connection's handle on its place in a room owned elsewhere."""
+
+    __slots__ = ("mid", "pid")
+
+    def __init__(self, mid: int, pid: str) -> None:
+        self.mid = mid
+        self.pid = pid
+
+
+class RemoteRoom:
+    """The local side of a room whose owner is ``owner``; one per room and worker."""
+
+    def __init__(
+        self,
+        room_id: str,
+        owner: str,
+        epoch: int,
+        send: Send,
+        on_empty: Callable[[RemoteRoom], None],
+        join_timeout: float = 5.0,
+    ) -> None:
+        self.id = room_id
+        self.owner = owner
+        self.epoch = epoch
+        self._send = send
+        self._on_empty = on_empty
+        self._join_timeout = join_timeout
+        self.links: dict[int, MemberLink] = {}
+        self._joining: dict[int, asyncio.Future[str]] = {}
+        self.mirror = RoomMirror()
+        self._resyncing = False
+
+    # RoomLink: what local connections do ------------------------------------------------
+
+    async def join(
+        self,
+        link: MemberLink,
+        pid: str | None,
+        spectator: bool,
+        resume_token: str | None,
+        spectate_only: bool,
+    ) -> RemoteSeat:
+        """Ask the owner for a place; what it sends the member meanwhile (the welcome)
+        already reaches ``link``. Raises the owner's JoinRefusal, or 1013 on no answer."""
+        mid = next(_mids)
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.links[mid] = link
+        self._joining[mid] = answer
+        self._send(self.owner, (JOIN, self.id, mid, pid, spectator, resume_token, spectate_only))
+        try:
+            async with asyncio.timeout(self._join_timeout):
+                joined_pid = await answer
+        except TimeoutError:
+            self._forget(mid, ended=True)
+            raise JoinRefusal(CloseCode.TRY_AGAIN, "the room's worker did not answer") from None
+        except JoinRefusal:
+            self._forget(mid, ended=False)
+            raise
+        finally:
+            self._joining.pop(mid, None)
+        return RemoteSeat(mid, joined_pid)
+
+    def receive_input(self, seat: RemoteSeat, message: Input) -> None:
+        self._send(self.owner, (INPUT, self.id, seat.mid, message.seq, message.d, message.room))
+
+    def receive_event(self, seat: RemoteSeat, message: Event) -> None:
+        self._send(self.owner, (EVENT, self.id, seat.mid, message.d, message.to))
+
+    def leave(self, seat: RemoteSeat) -> None:
+        self._send(self.owner, (LEAVE, self.id, seat.mid))
+
+    def connection_ended(
+        self, seat: RemoteSeat, link: MemberLink, reason: LeaveReason | None
+    ) -> None:
+        if self.links.get(seat.mid) is link:
+            self._forget(seat.mid, ended=True, reason=reason)
+
+    def _forget(self, mid: int, ended: bool, reason: LeaveReason | None = None) -> None:
+        self.links.pop(mid, None)
+        if ended:
+            value = reason.value if reason is not None else None
+            self._send(self.owner, (ENDED, self.id, mid, value))
+        if not self.links and not self._joining:
+            self._on_empty(self)
+
+    # What the owner sends --------------------------------------------------------------
+
+    def joined(self, mid: int, pid: str) -> None:
+        answer = self._joining.get(mid)
+        if answer is not None and not answer.done():
+            answer.set_result(pid)
+
+    def refused(self, mid: int, code: int, reason: str) -> None:
+        answer = self._joining.get(mid)
+        if answer is not None and not answer.done():
+            answer.set_exception(JoinRefusal(code, reason))
+
+    def state(self, packed: bytes) -> None:
+        try:
+            frame = self.mirror.apply_delta(packed)
+        except ChainBroken:
+            self.lost()  # once per break, until the snap comes
+            return
+        for link in self.links.values():
+            link.push_state(frame)
+
+    def snap(self, packed: bytes) -> None:
+        frame = self.mirror.apply_snap(packed)
+        self._resyncing = False
+        for link in self.links.values():
+            link.push_state(frame)
+
+    def lost(self) -> None:
+        """Batches from the owner were lost: the mirror may have missed a state."""
+        if not self._resyncing:
+            self._resyncing = True
+            self._send(self.owner, (RESYNC, self.id))
+
+    def pin(self, mid: int) -> None:
+        link, frame = self.links.get(mid), self.mirror.frame
+        if link is not None and frame is not None:
+            link.push_state(frame)
+
+    def reliable(self, packed: bytes, mids: list[int]) -> None:
+        wire = Wire.packed(msgpack.unpackb(packed, raw=False, strict_map_key=False), packed)
+        links = self.links
+        for mid in mids:
+            link = links.get(mid)
+            if link is not None:
+                link.push_reliable(wire)
+
+    def close_member(self, mid: int, code: int, reason: str) -> None:
+        link = self.links.get(mid)
+        if link is not None:
+            link.close(code, reason)
+
+    def close_all(self, code: int, reason: str) -> None:
+        """The owner is gone (or this worker stops): every local member is closed."""
+        for link in list(self.links.values()):
+            link.close(code, reason)
+        for answer in self._joining.values():
+            if not answer.done():
+                answer.set_exception(JoinRefusal(code, reason))
