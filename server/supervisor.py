@@ -163,6 +163,7 @@ class Supervisor:
         self._policy = RestartPolicy(RESTARTS_PER_WORKER_PER_MINUTE * settings.workers)
         self._generation = 0
         self._rolling: deque[int] = deque()
+        self._roll_after_start = False
         self._exit_code = 0
 
     def run(self) -> int:
@@ -270,6 +271,9 @@ class Supervisor:
         if self._phase is Phase.STARTING and len(serving) == self._workers:
             self._phase = Phase.RUNNING
             log.info("all %d workers serving", self._workers)
+            if self._roll_after_start:
+                self._roll_after_start = False
+                self._begin_roll()
 
     @staticmethod
     def _read_ready(child: Child) -> bool:
@@ -333,6 +337,10 @@ class Supervisor:
         self._children.clear()
 
     def _begin_roll(self) -> None:
+        if self._phase is Phase.STARTING:
+            self._roll_after_start = True  # a deploy's SIGHUP right after a start is kept
+            log.info("SIGHUP: the workers are starting; restarting them once they serve")
+            return
         if self._phase is not Phase.RUNNING or self._rolling:
             busy = "already restarting" if self._rolling else self._phase.value
             log.warning("SIGHUP ignored: the workers are %s", busy)
