@@ -23,9 +23,10 @@ from pathlib import Path
 
 import psutil
 
+from tickrelay.loadtest.redisproc import RedisNotFound, RedisServer, find_redis_server
+
 #: The repository root (holds `server/`, `loadtest/`); servers run with it as cwd.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _module(module: str, *extra: str) -> Callable[[str, int], list[str]]:
@@ -85,11 +86,13 @@ def _tickrelay_available() -> str | None:
 
 
 def _redis_available() -> str | None:
-    reason = importable("tickrelay.server.backplane.redis")
+    reason = importable("tickrelay.server.cluster.registry")
     if reason is not None:
-        return f"Redis backplane not there yet: {reason}"
-    if not reachable("127.0.0.1", 6379):
-        return "no Redis on 127.0.0.1:6379"
+        return f"the Redis cluster is not importable: {reason}"
+    try:
+        find_redis_server()
+    except RedisNotFound as exc:
+        return str(exc)
     return None
 
 
@@ -105,6 +108,9 @@ class ServerSpec:
     cpus: str = "0"
     metrics_path: str | None = None
     default: bool = True
+    #: Serve with a redis-server of its own (TICKRELAY_REDIS_URL), pinned to the same
+    #: cores; its CPU and memory count as the server's.
+    redis: bool = False
 
 
 TICKRELAY_ENV = {"TICKRELAY_LOG_LEVEL": "warning", "TICKRELAY_ROOM_CREATE_RATE": "1000000"}
@@ -151,8 +157,9 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "tickrelay-redis-1w",
             "tickrelay, Redis backplane, 1 worker",
-            _module("tickrelay.server.cli", "serve", "--workers", "1", "--redis-url", REDIS_URL),
+            _module("tickrelay.server.cli", "serve", "--workers", "1"),
             available=_redis_available,
+            redis=True,
             env=TICKRELAY_ENV,
             metrics_path="/metrics",
             default=False,
@@ -160,8 +167,9 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "tickrelay-redis-2w",
             "tickrelay, Redis backplane, 2 workers sharing the server core",
-            _module("tickrelay.server.cli", "serve", "--workers", "2", "--redis-url", REDIS_URL),
+            _module("tickrelay.server.cli", "serve", "--workers", "2"),
             available=_redis_available,
+            redis=True,
             env=TICKRELAY_ENV,
             metrics_path="/metrics",
             default=False,
@@ -204,10 +212,19 @@ class ServerProcess:
         self.pin = pin
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
+        self.redis: RedisServer | None = None
+        self.redis_ps: psutil.Process | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         """Start and wait until the port accepts connections."""
         argv = self.spec.argv(self.host, self.port)
+        env = server_env(self.spec.env)
+        if self.spec.redis:
+            self.redis = RedisServer(self.log_path.parent)
+            self.redis.start(cpus=self.spec.cpus if self.pin else None)
+            assert self.redis.process is not None
+            self.redis_ps = psutil.Process(self.redis.process.pid)
+            env["TICKRELAY_REDIS_URL"] = self.redis.url
         taskset = shutil.which("taskset")
         if self.pin and taskset:
             argv = [taskset, "-c", self.spec.cpus, *argv]
@@ -216,7 +233,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env=server_env(self.spec.env),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -236,12 +253,14 @@ class ServerProcess:
             time.sleep(0.1)
 
     def _tree(self) -> list[psutil.Process]:
+        """The server, its children (workers) and its own redis-server, if any."""
+        own_redis = [self.redis_ps] if self.redis_ps is not None else []
         if self.ps is None:
-            return []
+            return own_redis
         try:
-            return [self.ps, *self.ps.children(recursive=True)]
+            return [self.ps, *self.ps.children(recursive=True), *own_redis]
         except psutil.Error:
-            return []
+            return own_redis
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server and its children so far."""
@@ -272,6 +291,7 @@ class ServerProcess:
         """Terminate the whole process group and wait for it."""
         proc = self.proc
         if proc is None:
+            self._stop_redis()
             return
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -286,6 +306,12 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         self.proc = None
+        self._stop_redis()
+
+    def _stop_redis(self) -> None:
+        if self.redis is not None:
+            self.redis.kill()
+        self.redis = self.redis_ps = None
 
     def __enter__(self) -> ServerProcess:
         try:

@@ -260,4 +260,5 @@ async def stats(svc: ServicesDep) -> dict[str, Any]:
         "players": sum(room.seated for room in registry.rooms.values()),
         "refused": {str(code): n for code, n in metrics.refused.items()},
         "tick": metrics.ticks.summary(),
+        "cluster": registry.cluster_stats(),
     }

@@ -84,6 +84,10 @@ class RoomRegistry:
         """False while the rooms shared with other workers cannot be reached (not ready)."""
         return self.backplane.healthy
 
+    def cluster_stats(self) -> dict[str, Any] | None:
+        """What this worker exchanges with others (None: one process, nothing shared)."""
+        return None
+
     # What the endpoint and the HTTP API ask. Async, and answered in descriptions rather
     # than Room objects, so that a registry shared between workers can ask the cluster.
 

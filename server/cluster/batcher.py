@@ -38,8 +38,10 @@ class LinkHealth(Enum):
 class Batcher:
     """Collects items per destination channel; flushes once per loop turn."""
 
-    def __init__(self, source: str, boot: int, publish: Publish) -> None:
+    def __init__(self, source: str, boot: int, publish: Publish, min_interval: float = 0.0) -> None:
         self._source = source
+        self._min_interval = min_interval
+        self._last_flush = -min_interval
         self._boot = boot
         self._publish = publish
         self._pending: dict[str, list[Any]] = {}
@@ -60,13 +62,26 @@ class Batcher:
             items.append(item)
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """At the end of this loop turn, or ``min_interval`` after the last flush if that is
+        later: the first message after a quiet spell leaves at once, and under load the
+        messages of several turns share one publish (each publish wakes Redis and the
+        receiving worker, which on a shared core costs more than the Python around it)."""
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + self._min_interval - loop.time()
+        if wait > 0:
+            loop.call_later(wait, self._flush)
+        else:
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
         if self._flushing is not None or not self._pending:
             return  # the running flush starts the next one when it ends
         pending, self._pending = self._pending, {}
+        self._last_flush = asyncio.get_running_loop().time()
         self.turns += 1  # what was sent so far is packed now: later items start new ones
         batches = [
             (channel, pack_batch(self._source, self._boot, self._sequences.next(channel), items))
@@ -93,7 +108,7 @@ class Batcher:
             self._flushing = None
         if self._pending and not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._schedule()
 
     def _set_health(self, health: LinkHealth, exc: Exception | None) -> None:
         if health is self.health:

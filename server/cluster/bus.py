@@ -47,16 +47,25 @@ class BusHealth(Enum):
 class Bus:
     """Owns the Redis client, the subscription and its reader task, and the batcher."""
 
-    def __init__(self, url: str, worker_id: str, on_batch: BatchHandler, boot: int = 1) -> None:
+    def __init__(
+        self,
+        url: str,
+        worker_id: str,
+        on_batch: BatchHandler,
+        boot: int = 1,
+        flush_interval: float = 0.0,
+    ) -> None:
         self.worker_id = worker_id
         self.channel = worker_channel(worker_id)
+        # RESP2: RESP3's push handling costs every pubsub message a parser detour.
         self.client = aioredis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=1
-        )
+            url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=1,
+            protocol=2,
+        )  # fmt: skip
         self._on_batch = on_batch
         self._pubsub = self.client.pubsub()
         self._incoming = IncomingSequences()
-        self.batcher = Batcher(worker_id, boot, redis_publisher(self.client))
+        self.batcher = Batcher(worker_id, boot, redis_publisher(self.client), flush_interval)
         self._reader: asyncio.Task[None] | None = None
         self.health = BusHealth.CONNECTING
         self.bad_batches = 0
@@ -90,7 +99,9 @@ class Bus:
                 if not subscribed:
                     await self._pubsub.subscribe(self.channel, CONTROL)
                     subscribed = True
-                message = await self._pubsub.get_message(timeout=1.0)
+                # No timeout: a per-message timer costs more than it buys; a dead link
+                # still ends the read with an error (the health check pings it).
+                message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
                 self._set_health(BusHealth.DOWN, exc)
                 await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])

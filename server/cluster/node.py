@@ -70,9 +70,10 @@ class ClusterNode:
         rooms: dict[str, Room],
         dispose: Callable[[str, CloseCode], Coroutine[Any, Any, bool]],
         operations: dict[str, Operation],
+        flush_interval: float = 0.0,
     ) -> None:
         self.worker_id = secrets.token_hex(6)
-        self.bus = Bus(url, self.worker_id, self._on_batch)
+        self.bus = Bus(url, self.worker_id, self._on_batch, flush_interval=flush_interval)
         self.leases = Leases(self.bus.client, self.worker_id, secrets.token_hex(8))
         self.directory = Directory(self.bus.client, self.worker_id)
         self._rooms = rooms  # the registry's: the rooms this worker owns
@@ -96,6 +97,22 @@ class ClusterNode:
     @property
     def healthy(self) -> bool:
         return self.bus.health is BusHealth.UP
+
+    def stats(self) -> dict[str, Any]:
+        """Per worker: what it shares, what it sent and what it knows it lost."""
+        batcher = self.bus.batcher
+        return {
+            "worker": self.worker_id,
+            "healthy": self.healthy,
+            "owned_rooms": len(self.epochs),
+            "remote_rooms": len(self.remote),
+            "peers": len(self.peers),
+            "batches_sent": batcher.batches_sent,
+            "batches_lost_sending": batcher.batches_lost,
+            "batches_lost_receiving": self.lost_batches,
+            "resyncs": sum(remote.resyncs for remote in self.remote.values()),
+            "bad_items": self.bad_items + self.bus.bad_batches,
+        }
 
     # Lifecycle ---------------------------------------------------------------------------
 

@@ -40,11 +40,20 @@ class ClusterRegistry(RoomRegistry):
         super().__init__(settings, metrics, backplane, clock)
         assert settings.redis_url
         operations = {"kick": self._kick_here, "delete": self._delete_here}
-        self.node = ClusterNode(settings.redis_url, self.rooms, self.dispose, operations)
+        self.node = ClusterNode(
+            settings.redis_url,
+            self.rooms,
+            self.dispose,
+            operations,
+            flush_interval=settings.cluster_flush_ms / 1000,
+        )
 
     @property
     def healthy(self) -> bool:
         return self.node.healthy
+
+    def cluster_stats(self) -> dict[str, Any]:
+        return self.node.stats()
 
     async def start(self) -> None:
         await self.node.start()

@@ -63,6 +63,7 @@ class RemoteRoom:
         self._joining: dict[int, asyncio.Future[str]] = {}
         self.mirror = RoomMirror()
         self._resyncing = False
+        self.resyncs = 0
 
     # RoomLink: what local connections do ------------------------------------------------
 
@@ -148,6 +149,7 @@ class RemoteRoom:
         """Batches from the owner were lost: the mirror may have missed a state."""
         if not self._resyncing:
             self._resyncing = True
+            self.resyncs += 1
             self._send(self.owner, (RESYNC, self.id))
 
     def pin(self, mid: int) -> None:
