@@ -225,3 +225,42 @@ def test_one_worker_serves_in_the_process_started(server):
     answer = httpx.get(f"{server.http}/healthz").json()
     assert answer["pid"] == server.process.pid
     assert answer["worker"] is None
+
+
+async def test_players_reaching_both_workers_play_in_one_room(cluster):
+    """Through the one port, the kernel spreads a room's players over both processes; the
+    owner holds some of them as members on the other worker, and all see one state."""
+    from tests.helpers import state_until
+    from tickrelay.client import connect
+
+    ws = f"ws://127.0.0.1:{cluster.port}"
+    players = [await connect(ws, "shared") for _ in range(8)]
+    try:
+        for n, player in enumerate(players):
+            await player.send_input({"n": n})
+        pids = {player.pid: n for n, player in enumerate(players)}
+        for player in players:
+            await state_until(
+                player,
+                lambda mirror: {pid: s.get("n") for pid, s in mirror.players.items()} == pids,
+            )
+        members = owners_view(cluster, "shared")
+        remote = [member for member in members if member.get("remote")]
+        assert len(members) == 8
+        assert 0 < len(remote) < 8, members  # some on each process
+    finally:
+        for player in players:
+            await player.close()
+
+
+def owners_view(cluster: Cluster, room_id: str) -> list[dict[str, object]]:
+    """``GET /rooms/{id}/connections`` as the owner answers it (other workers say 404)."""
+    for _ in range(200):
+        answer = httpx.get(
+            f"{cluster.http}/rooms/{room_id}/connections",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=2,
+        )
+        if answer.status_code == 200:
+            return answer.json()
+    raise AssertionError("no worker answered as the room's owner")
