@@ -47,8 +47,10 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, dict):
             new = _merge(old, value) if isinstance(old, dict) else _create(value)
-        elif old is not _MISSING and _same(old, value):
-            continue  # the value it already has (as the wire sees it): no change, no copy
+        elif type(old) is type(value) and old == value and _same(old, value):
+            # The value it already has (as the wire sees it): no change, no copy. The type
+            # and == checks come first: a value that changed (the usual case) costs no call.
+            continue
         else:
             new = value
         if new is old:

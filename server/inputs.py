@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from tickrelay.protocol import ErrorCode, Input
+from tickrelay.server.host import HostRole
 from tickrelay.server.logic import InputRefused, RoomLogic
 from tickrelay.server.members import Member, Roster
 from tickrelay.server.state import RoomState, StateTooLarge
@@ -27,9 +28,13 @@ log = logging.getLogger("tickrelay.room")
 class InputQueue:
     """The inputs waiting for the next tick, and the journal of the one being applied."""
 
-    def __init__(self, state: RoomState, room_id: str) -> None:
+    def __init__(
+        self, state: RoomState, room_id: str, host: HostRole, wake: Callable[[], None]
+    ) -> None:
         self._state = state
         self._room_id = room_id
+        self._host = host
+        self._wake = wake
         self._pending: list[tuple[Member, Input]] = []
         # While on_input runs: the player states it changed, as they were before.
         self._journal: dict[str, Any] | None = None
@@ -37,19 +42,23 @@ class InputQueue:
     def __bool__(self) -> bool:
         return bool(self._pending)
 
-    def receive(
-        self, member: Member, message: Input, host: str | None
-    ) -> tuple[ErrorCode, str] | None:
-        """Queue the input (None), or the error that refuses it on receipt."""
+    def receive(self, member: Member, message: Input) -> None:
+        """``RoomLink.receive_input`` of the room (bound to it as is: one call per input):
+        the checks made on receipt; the input itself is applied at the next tick."""
         if member.spectator:
-            return ErrorCode.SPECTATOR, "spectators cannot send input"
-        if message.seq <= member.last_seq:
-            return ErrorCode.STALE, f"seq must be above {member.last_seq}"
-        if message.room is not None and host != member.pid:
-            return ErrorCode.NOT_HOST, "only the host may patch the room"
-        member.last_seq = message.seq
-        self._pending.append((member, message))
-        return None
+            code, msg = ErrorCode.SPECTATOR, "spectators cannot send input"
+        elif message.seq <= member.last_seq:
+            code, msg = ErrorCode.STALE, f"seq must be above {member.last_seq}"
+        elif message.room is not None and self._host.pid != member.pid:
+            code, msg = ErrorCode.NOT_HOST, "only the host may patch the room"
+        else:
+            member.last_seq = message.seq
+            self._pending.append((member, message))
+            self._wake()
+            return
+        link = member.link
+        if link is not None:
+            link.send_error(code, msg, message.seq)
 
     def apply_all(self, logic: RoomLogic, roster: Roster, refuse: Refuse) -> None:
         """Apply the queued inputs in arrival order (those of members still in the room)."""

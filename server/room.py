@@ -19,7 +19,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import tickrelay.protocol.messages as m
-from tickrelay.protocol import CloseCode, ErrorCode, Event, Input, LeaveReason, apply_patch, now_ms
+from tickrelay.protocol import CloseCode, ErrorCode, Event, LeaveReason, apply_patch, now_ms
 from tickrelay.server import fanout
 from tickrelay.server import logic as logic_registry
 from tickrelay.server.clock import Clock, Countdown, LoopClock
@@ -76,7 +76,6 @@ class Room:
         self.roster = Roster(options.max_players, options.max_spectators)
         self.host = HostRole()
         self.state = RoomState(limits.max_player_bytes, limits.max_room_bytes)
-        self.inputs = InputQueue(self.state, room_id)
         self.grace = ResumeGrace(clock, limits, self._grace_over)
         self._keep = self.grace.keep
         # Members whose first snap waits for the next tick (see _send_snap).
@@ -86,9 +85,9 @@ class Room:
         self.on_seats: Callable[[Room], None] = _no_seat_watcher
         self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
         self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats, clock)
-        # Bound once: every input goes through them.
-        self._take_input = self.inputs.receive
-        self._wake = self.ticks.wake
+        self.inputs = InputQueue(self.state, room_id, self.host, self.ticks.wake)
+        # RoomLink.receive_input is the queue's own check: one call per input, no relay.
+        self.receive_input = self.inputs.receive
         self.logic: RoomLogic = logic_cls(self)
 
     @property
@@ -341,14 +340,6 @@ class Room:
             self._broadcast(m.host(self.host.pid))
 
     # Messages from members ---------------------------------------------------------------
-
-    def receive_input(self, member: Member, message: Input) -> None:
-        """Checks made on receipt; the input itself is applied at the next tick."""
-        refused = self._take_input(member, message, self.host.pid)
-        if refused is None:
-            self._wake()
-        else:
-            self._error(member, refused[0], refused[1], message.seq)
 
     def receive_event(self, member: Member, message: Event) -> None:
         try:
