@@ -209,6 +209,38 @@ async def test_seats_taken_on_several_workers_at_once_never_exceed_the_room(work
             await client.close()
 
 
+async def test_joins_while_the_room_ticks_each_start_with_their_welcome(workers, room_id):
+    """A worker that already has members gets every tick's state; one of its clients whose
+    join is still on its way to the owner must not get that state before its welcome (the
+    client refuses such a join)."""
+    async with (
+        await connect(workers[0].ws, room_id) as alice,
+        await connect(workers[1].ws, room_id, spectate=True),
+        await connect(workers[2].ws, room_id, spectate=True),
+    ):
+        mover = asyncio.create_task(keep_moving(alice))
+
+        async def late_watcher(n: int):
+            await asyncio.sleep(n * 0.013)  # spread over several ticks
+            return await connect(workers[1 + n % 2].ws, room_id, spectate=True)
+
+        try:
+            watchers = await asyncio.gather(*(late_watcher(n) for n in range(16)))
+        finally:
+            mover.cancel()
+        for watcher in watchers:
+            assert watcher.welcome["spectator"] is True
+            await watcher.close()
+
+
+async def keep_moving(client) -> None:
+    n = 0
+    while True:
+        n += 1
+        await client.send_input({"n": n})
+        await asyncio.sleep(0.01)
+
+
 async def test_a_second_connection_of_a_player_on_another_worker_replaces_the_first(
     workers, room_id
 ):

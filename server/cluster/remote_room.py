@@ -59,7 +59,10 @@ class RemoteRoom:
         self._send = send
         self._on_empty = on_empty
         self._join_timeout = join_timeout
+        # Welcomed members get every state; a joining one waits for its welcome first (the
+        # first reliable message the owner sends it), or a state could overtake it.
         self.links: dict[int, MemberLink] = {}
+        self._unwelcomed: dict[int, MemberLink] = {}
         self._joining: dict[int, asyncio.Future[str]] = {}
         self.mirror = RoomMirror()
         self._resyncing = False
@@ -79,7 +82,7 @@ class RemoteRoom:
         already reaches ``link``. Raises the owner's JoinRefusal, or 1013 on no answer."""
         mid = next(_mids)
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.links[mid] = link
+        self._unwelcomed[mid] = link
         self._joining[mid] = answer
         self._send(self.owner, (JOIN, self.id, mid, pid, spectator, resume_token, spectate_only))
         try:
@@ -107,15 +110,16 @@ class RemoteRoom:
     def connection_ended(
         self, seat: RemoteSeat, link: MemberLink, reason: LeaveReason | None
     ) -> None:
-        if self.links.get(seat.mid) is link:
+        if self._link(seat.mid) is link:
             self._forget(seat.mid, ended=True, reason=reason)
 
     def _forget(self, mid: int, ended: bool, reason: LeaveReason | None = None) -> None:
         self.links.pop(mid, None)
+        self._unwelcomed.pop(mid, None)
         if ended:
             value = reason.value if reason is not None else None
             self._send(self.owner, (ENDED, self.id, mid, value))
-        if not self.links and not self._joining:
+        if not self.links and not self._unwelcomed and not self._joining:
             self._on_empty(self)
 
     # What the owner sends --------------------------------------------------------------
@@ -152,6 +156,10 @@ class RemoteRoom:
             self.resyncs += 1
             self._send(self.owner, (RESYNC, self.id))
 
+    def _link(self, mid: int) -> MemberLink | None:
+        link = self.links.get(mid)
+        return link if link is not None else self._unwelcomed.get(mid)
+
     def pin(self, mid: int) -> None:
         link, frame = self.links.get(mid), self.mirror.frame
         if link is not None and frame is not None:
@@ -162,17 +170,21 @@ class RemoteRoom:
         links = self.links
         for mid in mids:
             link = links.get(mid)
-            if link is not None:
-                link.push_reliable(wire)
+            if link is None:
+                link = self._unwelcomed.pop(mid, None)
+                if link is None:
+                    continue
+                links[mid] = link  # its welcome: states may follow from now on
+            link.push_reliable(wire)
 
     def close_member(self, mid: int, code: int, reason: str) -> None:
-        link = self.links.get(mid)
+        link = self._link(mid)
         if link is not None:
             link.close(code, reason)
 
     def close_all(self, code: int, reason: str) -> None:
         """The owner is gone (or this worker stops): every local member is closed."""
-        for link in list(self.links.values()):
+        for link in [*self.links.values(), *self._unwelcomed.values()]:
             link.close(code, reason)
         for answer in self._joining.values():
             if not answer.done():
