@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tickrelay.server import logic as logic_registry
 from tickrelay.server.endpoint import ROOM_ID
-from tickrelay.server.registry import RoomExists, RoomFailed
+from tickrelay.server.registry import OwnerSilent, RoomExists, RoomFailed
 from tickrelay.server.roomquota import CreationRefused, client_address
 from tickrelay.server.services import Services
 from tickrelay.server.worker import worker_index
@@ -194,14 +194,21 @@ async def matchmake(body: Matchmake, request: Request, svc: ServicesDep) -> dict
 
 @router.delete("/rooms/{room_id}", status_code=204, dependencies=[Depends(require_admin)])
 async def delete_room(room_id: str, svc: ServicesDep) -> Response:
-    if not await svc.registry.delete(room_id):
+    try:
+        deleted = await svc.registry.delete(room_id)
+    except OwnerSilent as exc:
+        raise HTTPException(504, str(exc)) from None
+    if not deleted:
         raise HTTPException(404, "no such room")
     return Response(status_code=204)
 
 
 @router.post("/rooms/{room_id}/kick", status_code=204, dependencies=[Depends(require_admin)])
 async def kick(room_id: str, body: Kick, svc: ServicesDep) -> Response:
-    kicked = await svc.registry.kick(room_id, body.pid)
+    try:
+        kicked = await svc.registry.kick(room_id, body.pid)
+    except OwnerSilent as exc:
+        raise HTTPException(504, str(exc)) from None
     if kicked is None:
         raise HTTPException(404, "no such room")
     if not kicked:

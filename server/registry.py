@@ -29,6 +29,10 @@ class RoomExists(Exception):
     """A room with that id already exists (HTTP 409)."""
 
 
+class OwnerSilent(Exception):
+    """The worker that owns the room did not answer an operator request in time (504)."""
+
+
 class RoomFailed(JoinRefusal):
     """The room's logic failed in ``on_create``; the room was not kept (a join gets 1011)."""
 

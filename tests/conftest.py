@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 # Re-exported for tests written before tests/helpers.py held it; import it from there.
-from tests.helpers import state_until  # noqa: F401
 
 ADMIN = "test-admin-token"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"

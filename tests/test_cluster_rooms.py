@@ -344,3 +344,36 @@ async def test_a_resume_token_of_an_unknown_room_is_refused_4012_on_every_worker
 def test_every_worker_log_is_free_of_tracebacks(workers: list[ServerProcess]) -> None:
     for server in workers:
         assert "Traceback" not in server.log()
+
+
+async def test_a_deleted_room_leaves_no_trace_in_the_directory(workers, room_id, redis_url):
+    import redis
+
+    async with await connect(workers[0].ws, room_id):
+        await asyncio.sleep(0.2)
+    owner = owner_of(workers, room_id)
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    assert httpx.delete(f"{owner.http}/rooms/{room_id}", headers=headers).status_code == 204
+    await asyncio.sleep(0.2)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert not client.sismember("tr:open:relay", room_id)
+        assert client.hget("tr:dir", room_id) is None
+        assert client.zscore("tr:ids", room_id) is None
+    finally:
+        client.close()
+
+
+async def test_a_room_refused_by_one_workers_quota_can_be_made_by_another(
+    servers, redis_url, room_id
+):
+    """The refusing worker had claimed the room first: it gives the claim back, or the
+    other worker would forward the join to an owner without the room (4004)."""
+    full = servers.fresh(redis_url=redis_url, max_rooms=1)
+    roomy = servers.fresh(redis_url=redis_url)
+    for server in (full, roomy):
+        wait_ready(server)
+    async with await connect(full.ws, f"{room_id}-first"):
+        assert_closed_with(await refusal(full.ws, room_id), 1013)
+        async with await connect(roomy.ws, room_id) as player:
+            assert player.welcome["room"] == room_id

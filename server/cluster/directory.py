@@ -53,20 +53,20 @@ class Directory:
     def __init__(self, client: Any, worker_id: str) -> None:
         self._client = client
         self._worker_id = worker_id
-        self._dirty: dict[str, Room | None] = {}  # None: the room is gone
+        self._dirty: dict[str, tuple[Room, bool]] = {}  # id -> (room, still there)
         self._flushing: asyncio.Task[None] | None = None
         self._scheduled = False
 
     # Writes (by the owner) ---------------------------------------------------------------
 
     def changed(self, room: Room) -> None:
-        self._mark(room.id, room)
+        self._mark(room, True)
 
-    def removed(self, room_id: str) -> None:
-        self._mark(room_id, None)
+    def removed(self, room: Room) -> None:
+        self._mark(room, False)
 
-    def _mark(self, room_id: str, room: Room | None) -> None:
-        self._dirty[room_id] = room
+    def _mark(self, room: Room, there: bool) -> None:
+        self._dirty[room.id] = (room, there)
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -80,14 +80,14 @@ class Directory:
             self._write(dirty), name="cluster-directory"
         )
 
-    async def _write(self, dirty: dict[str, Room | None]) -> None:
+    async def _write(self, dirty: dict[str, tuple[Room, bool]]) -> None:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for room_id, room in dirty.items():
-                    if room is None:
-                        self._delete(pipe, room_id)
-                    else:
+                for room, there in dirty.values():
+                    if there:
                         self._put(pipe, room)
+                    else:
+                        self._delete(pipe, room)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.debug("directory write failed (rewritten on the next refresh): %s", exc)
@@ -109,11 +109,10 @@ class Directory:
         else:
             pipe.srem(open_set, room.id)
 
-    def _delete(self, pipe: Any, room_id: str) -> None:
-        pipe.hdel(DESCRIPTIONS, room_id)
-        pipe.zrem(PUBLIC_IDS, room_id)
-        # The logic is unknown here; every open set is small, and a stale id there is
-        # dropped by the reader when its description is gone.
+    def _delete(self, pipe: Any, room: Room) -> None:
+        pipe.hdel(DESCRIPTIONS, room.id)
+        pipe.zrem(PUBLIC_IDS, room.id)
+        pipe.srem(OPEN_PREFIX + room.options.logic, room.id)
 
     async def close(self) -> None:
         task = self._flushing

@@ -11,7 +11,7 @@ anything under an older epoch than the one a worker knows is dropped.
 
 Shapes (``room`` is the room id):
 
-- JOIN (room, mid, pid | None, spectator, resume | None, spectate_only, creator | None)
+- JOIN (room, mid, pid | None, spectator, resume | None, spectate_only)
 - INPUT (room, mid, seq, d, room_patch | None) / EVENT (room, mid, d, to | None)
 - LEAVE (room, mid) / ENDED (room, mid, leave_reason | None: None is a drop)
 - RESYNC (room): the sender's mirror lost the chain; the owner answers with a SNAP

@@ -168,14 +168,19 @@ class ClusterNode:
         for source, item in self._claiming.pop(room_id, ()):
             self._dispatch(source, item)
 
-    def disowned(self, room_id: str) -> None:
+    def disowned(self, room: Room) -> None:
         """The room is gone from this worker: its ownership and directory entry go too."""
-        epoch = self.epochs.pop(room_id, None)
-        for key in [key for key in self.peers if key[0] == room_id]:
+        epoch = self.epochs.pop(room.id, None)
+        for key in [key for key in self.peers if key[0] == room.id]:
             del self.peers[key]
-        self.directory.removed(room_id)
+        self.directory.removed(room)
         if epoch is not None:
-            self.spawn(self._release(room_id, epoch), name="cluster-release")
+            self.give_back(room.id, epoch)
+
+    def give_back(self, room_id: str, epoch: int) -> None:
+        """Release a claim (a room that is gone, or one that could not be made): the next
+        claim, by any worker, needs no lease to lapse."""
+        self.spawn(self._release(room_id, epoch), name="cluster-release")
 
     async def _release(self, room_id: str, epoch: int) -> None:
         with contextlib.suppress(RedisError, OSError):

@@ -19,7 +19,7 @@ from tickrelay.server.cluster.remote_room import RemoteRoom
 from tickrelay.server.links import MemberLink, RoomLink
 from tickrelay.server.members import Member
 from tickrelay.server.metrics import Metrics
-from tickrelay.server.registry import RoomExists, RoomRegistry
+from tickrelay.server.registry import OwnerSilent, RoomExists, RoomRegistry
 from tickrelay.server.room import Room
 from tickrelay.server.room_options import RoomOptions
 from tickrelay.server.settings import Settings
@@ -111,7 +111,7 @@ class ClusterRegistry(RoomRegistry):
         try:
             room = self.create(room_id, options, creator)
         except Exception:
-            self.node.disowned(room_id)  # give the claim back
+            self.node.give_back(room_id, epoch)  # refused (quota) or failed: not ours to keep
             raise
         self.node.owned(room, epoch)
         return room
@@ -123,7 +123,7 @@ class ClusterRegistry(RoomRegistry):
     def _forget(self, room_id: str) -> Room | None:
         room = super()._forget(room_id)
         if room is not None:
-            self.node.disowned(room_id)
+            self.node.disowned(room)
         return room
 
     # The HTTP API, cluster-wide ----------------------------------------------------------
@@ -163,10 +163,12 @@ class ClusterRegistry(RoomRegistry):
         ]
         if candidates:
             return max(candidates, key=lambda entry: (entry["players"], -entry["t0_ms"]))["id"]
-        room_id = self._new_id()
-        claim = await self.node.leases.claim(room_id)
         options = self.default_options(logic=logic, meta=dict(meta))
-        return self._create_owned(room_id, options, creator, claim.epoch).id
+        while True:  # a fresh random id is as good as unclaimed; if not, take another
+            room_id = self._new_id()
+            claim = await self.node.leases.claim(room_id)
+            if claim.won:
+                return self._create_owned(room_id, options, creator, claim.epoch).id
 
     async def delete(self, room_id: str) -> bool:
         if room_id in self.rooms:
@@ -177,18 +179,25 @@ class ClusterRegistry(RoomRegistry):
     async def kick(self, room_id: str, pid: str) -> bool | None:
         if room_id in self.rooms:
             return await super().kick(room_id, pid)
-        status, _ = await self._ask_owner("kick", room_id, pid)
-        return None if status == 404 else status == 204
+        status, value = await self._ask_owner("kick", room_id, pid)
+        if status == 204:
+            return True
+        return False if value == "no such player" else None
 
     async def _ask_owner(self, op: str, room_id: str, arg: Any) -> tuple[int, Any]:
         found = await self.node.leases.owner(room_id)
         if found is None or found[0] == self.node.worker_id:
             return 404, "no such room"
-        return await self.node.ask(found[0], op, room_id, arg)
+        status, value = await self.node.ask(found[0], op, room_id, arg)
+        if status == 504:
+            raise OwnerSilent(value)
+        return status, value
 
     async def _kick_here(self, room_id: str, pid: str) -> tuple[int, Any]:
         kicked = await super().kick(room_id, pid)
-        return (404, "no such room") if kicked is None else ((204, None) if kicked else (409, None))
+        if kicked is None:
+            return 404, "no such room"
+        return (204, None) if kicked else (404, "no such player")
 
     async def _delete_here(self, room_id: str, _: Any) -> tuple[int, Any]:
         return (204, None) if await super().delete(room_id) else (404, "no such room")
