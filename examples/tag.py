@@ -139,6 +139,19 @@ class TagLogic(RoomLogic):
             }
         )
 
+    # Failover: what lives outside the room state travels with the checkpoint -----------
+
+    def on_save(self) -> dict[str, Any]:
+        version, internal, gauss = self.rng.getstate()
+        return {"spawns": self.spawns, "rng": [version, list(internal), gauss]}
+
+    def on_restore(self, saved: Any) -> None:
+        self.sim_tick = self.room.tick  # the clock moved on while nobody owned the room
+        if isinstance(saved, dict):
+            self.spawns = int(saved.get("spawns", 0))
+            version, internal, gauss = saved["rng"]
+            self.rng.setstate((version, tuple(internal), gauss))
+
     # Seats ---------------------------------------------------------------------------------
 
     def on_join(self, pid: str, spectator: bool) -> dict[str, Any] | None:

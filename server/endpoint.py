@@ -127,7 +127,7 @@ async def join(
         if resume_token is not None:
             raise JoinRefusal(CloseCode.RESUME_FAILED, RESUME_FAILED)
         raise JoinRefusal(CloseCode.NO_ROOM, "no such room")
-    member = await services.registry.join(
+    room, member = await services.registry.join(
         room,
         conn,
         identity.pid if identity is not None else None,

@@ -19,6 +19,7 @@ class ResumeGrace:
     """Starts and ends the grace of away members and keeps their gaps."""
 
     def __init__(self, clock: Clock, limits: RoomLimits, expire: Callable[[Member], None]) -> None:
+        self._now = clock.now
         self._call_later = clock.call_later
         self._period = limits.resume_grace
         self._max_messages = limits.gap_messages
@@ -29,11 +30,18 @@ class ResumeGrace:
     def enabled(self) -> bool:
         return self._period > 0
 
-    def start(self, member: Member) -> None:
-        """The member went away: its gap starts empty and its grace runs out in time."""
+    def start(self, member: Member, period: float | None = None) -> None:
+        """The member went away: its gap starts empty and its grace runs out in time
+        (``period``: what is left of a grace that began on another worker)."""
+        period = self._period if period is None else period
         member.gap.clear()
         member.gap_bytes = 0
-        member.grace = self._call_later(self._period, self._over, member)
+        member.away_until = self._now() + period
+        member.grace = self._call_later(period, self._over, member)
+
+    def remaining(self, member: Member) -> float:
+        """Seconds left of an away member's grace (0 when none runs)."""
+        return max(member.away_until - self._now(), 0.0) if member.grace is not None else 0.0
 
     def end(self, member: Member) -> list[Wire]:
         """The grace is over (a resume, or the place ended): what the gap kept, in order."""

@@ -91,6 +91,19 @@ class RoomLogic:
     def on_dispose(self) -> None:
         """Called when the room is disposed."""
 
+    # Failover (a room shared through Redis survives the death of its worker) ------------
+
+    def on_save(self) -> Any:
+        """Return what the logic keeps outside the room state (MessagePack-able: dicts,
+        lists, numbers, strings, bytes), to be saved with the room's checkpoint. Called
+        at most once a checkpoint period (1 s) while the room changes, never per tick."""
+        return None
+
+    def on_restore(self, saved: Any) -> None:
+        """Called when another worker takes the room over: ``on_create`` has already run
+        with the room's meta, then the state came back from the checkpoint; ``saved`` is
+        what ``on_save`` returned then (None if it never ran)."""
+
 
 class RelayLogic(RoomLogic):
     """The merge relay: clients own their state; the host owns the room state."""

@@ -41,6 +41,7 @@ class Member:
     """A player or spectator of a room; ``link`` is set exactly while it is CONNECTED."""
 
     __slots__ = (
+        "away_until",
         "gap",
         "gap_bytes",
         "grace",
@@ -53,7 +54,7 @@ class Member:
         "state",
     )
 
-    def __init__(self, pid: str, spectator: bool, order: int, link: MemberLink) -> None:
+    def __init__(self, pid: str, spectator: bool, order: int, link: MemberLink | None) -> None:
         self.pid = pid
         self.spectator = spectator
         self.order = order
@@ -63,6 +64,7 @@ class Member:
         self.gap: deque[Wire] = deque()
         self.gap_bytes = 0
         self.grace: Timer | None = None
+        self.away_until = 0.0  # the room clock's time its grace ends, while AWAY
         self.last_seq = 0
 
     def describe(self) -> dict[str, Any]:
@@ -115,6 +117,19 @@ class Roster:
             self.spectators += 1
         else:
             self.seated += 1
+        return member
+
+    def restore(self, pid: str, spectator: bool, order: int) -> Member:
+        """A member brought back from a checkpoint: away until its link comes back."""
+        member = Member(pid, spectator, order, None)
+        member.state = AWAY
+        self.members[pid] = member
+        self.away[pid] = member
+        if spectator:
+            self.spectators += 1
+        else:
+            self.seated += 1
+        self._order = itertools.count(max(next(self._order), order + 1))
         return member
 
     def connect(self, member: Member, link: MemberLink) -> None:

@@ -103,10 +103,11 @@ class RoomRegistry:
         spectator: bool,
         resume_token: str | None,
         spectate_only: bool,
-    ) -> Member:
-        """Take a place in the room ``locate`` gave (see ``Room.join`` for the refusals)."""
+    ) -> tuple[RoomLink, Member]:
+        """Take a place in the room ``locate`` gave (see ``Room.join`` for the refusals):
+        the room the place is in (a shared room may have moved meanwhile) and the place."""
         assert isinstance(room, Room)
-        return room.join(link, pid, spectator, resume_token, spectate_only)
+        return room, room.join(link, pid, spectator, resume_token, spectate_only)
 
     async def open(
         self, room_id: str | None, options: RoomOptions, creator: str | None

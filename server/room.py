@@ -80,9 +80,15 @@ class Room:
         self._keep = self.grace.keep
         # Members whose first snap waits for the next tick (see _send_snap).
         self._want_snap: list[tuple[Member, MemberLink]] = []
+        # After a takeover: members whose worker should adopt them back; nobody was told
+        # they were away, so an adoption says nothing either (see ``settle``).
+        self.unannounced: set[str] = set()
         self._on_empty = on_empty
         # Told whenever `seated` changes: the registry keeps its matchmaking index with it.
         self.on_seats: Callable[[Room], None] = _no_seat_watcher
+        # Told whenever a member, token or the host changes: a cluster owner saves the
+        # roster then (one process has nothing to save).
+        self.on_roster: Callable[[Room], None] = _no_seat_watcher
         self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
         self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats, clock)
         self.inputs = InputQueue(self.state, room_id, self.host, self.ticks.wake)
@@ -186,6 +192,7 @@ class Room:
         initial = self._run_on_join(pid, spectator)
         member = self.roster.add(pid, spectator, link)
         self._idle.disarm()
+        self.on_roster(self)
         if spectator:
             self._welcome(member, link, resumed=False)
             self._send_snap(member, link)
@@ -231,6 +238,7 @@ class Room:
             carried = self.grace.end(member)
         came_back = member.state is AWAY
         self.roster.connect(member, link)
+        self.on_roster(self)
         # A seat coming back into a room without a host takes the role before its welcome,
         # which must already name it (contract section 5); the `host` broadcast stays last.
         took_host = self.host.claim(member)
@@ -269,6 +277,46 @@ class Room:
         )
         link.push_reliable(Wire(welcome))
 
+    # After a takeover (a room rebuilt from its checkpoint) ---------------------------------
+
+    def disarm_idle(self) -> None:
+        self._idle.disarm()
+
+    def adopt(self, link: MemberLink, pid: str) -> Member:
+        """A member still connected to a live worker takes its place back, silently unless
+        it was announced away: no welcome (its token is unchanged), just the state."""
+        member = self.roster.members.get(pid)
+        if member is None or member.state is not AWAY or self.status is RoomStatus.CLOSED:
+            raise JoinRefusal(CloseCode.RESUME_FAILED, RESUME_FAILED)
+        carried = self.grace.end(member)
+        announced = pid not in self.unannounced
+        self.unannounced.discard(pid)
+        self.roster.connect(member, link)
+        self.on_roster(self)
+        took_host = self.host.claim(member)
+        for wire in carried:
+            link.push_reliable(wire)
+        self._send_snap(member, link)
+        if not member.spectator:
+            if announced:
+                self._broadcast(m.back(pid), exclude=pid)
+            if took_host:
+                self._broadcast(m.host(pid))
+        return member
+
+    def settle(self) -> None:
+        """The adoptions are in: members nobody adopted are away (their worker died with
+        the owner, or left), and the host role passes on if its holder is one of them."""
+        quiet, self.unannounced = self.unannounced, set()
+        self.on_roster(self)
+        for pid in quiet:
+            member = self.roster.members.get(pid)
+            if member is not None and member.state is AWAY and not member.spectator:
+                self._broadcast(m.away(pid), exclude=pid)
+        holder = self.roster.members.get(self.host.pid) if self.host.pid else None
+        if holder is None or holder.state is AWAY:
+            self._pass_host()
+
     # Departures --------------------------------------------------------------------------
 
     def connection_ended(
@@ -301,6 +349,7 @@ class Room:
             return
         self.roster.remove(member)
         self._forget(member)
+        self.on_roster(self)
         if not member.spectator:
             self.state.remove_player(member.pid)
             self.on_seats(self)
@@ -317,6 +366,7 @@ class Room:
 
     def _drop(self, member: Member) -> None:
         self.roster.disconnect(member)
+        self.on_roster(self)
         if not self.grace.enabled:
             self.remove(member, LeaveReason.TIMEOUT)
             return
@@ -439,4 +489,4 @@ class Room:
 
 
 def _no_seat_watcher(room: Room) -> None:
-    """The default ``on_seats``: a room outside a registry has no index to keep."""
+    """The default ``on_seats`` and ``on_roster``: nothing to keep or save."""

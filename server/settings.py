@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=256)
     redis_url: str | None = None
     cluster_flush_ms: float = Field(5.0, ge=0, le=100)
+    # A dead worker's lease lapses after this; its rooms are taken over soon after.
+    cluster_lease_ms: float = Field(2000.0, ge=300, le=60000)
+    # A room's state is saved at most this often while it changes (its roster at once).
+    checkpoint_ms: float = Field(1000.0, ge=50, le=60000)
 
     auth_secret: str | None = None
     auth_leeway: float = Field(5.0, ge=0, le=30)

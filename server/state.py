@@ -44,6 +44,16 @@ class RoomState:
     def dirty(self) -> bool:
         return bool(self._touched or self._acks_touched) or self.room is not self.last_frame.room
 
+    def restore(self, tick: int, players: dict[str, Any], room: Any, acks: dict[str, int]) -> None:
+        """Start again from a saved frame, published anew at ``tick`` with no base: every
+        client's next state is a snap."""
+        self.players = dict(players)
+        self.room = room
+        self.acks = dict(acks)
+        self._touched.clear()
+        self._acks_touched.clear()
+        self.last_frame = StateFrame(tick, None, now_ms(), dict(players), room, dict(acks))
+
     # Seats -------------------------------------------------------------------------------
 
     def add_player(self, pid: str) -> None:

@@ -67,6 +67,13 @@ class TickLoop:
         """The tick number now: tick periods elapsed since the room was created."""
         return int((self._now() - self._t0) * self.rate)
 
+    def carry_on(self, elapsed: float, after_tick: int) -> int:
+        """Continue a room's clock from another worker: tick 0 was ``elapsed`` seconds ago
+        and no tick number up to ``after_tick`` is used again. Returns the tick now."""
+        self._t0 = self._now() - elapsed
+        self.last_tick = max(self.current, after_tick + 1)
+        return self.last_tick
+
     def start(self) -> None:
         if self._busy():
             self._schedule()

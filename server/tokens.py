@@ -21,6 +21,11 @@ class ResumeTokens:
         self._live[token] = (room_id, pid)
         return token
 
+    def restore(self, token: str, room_id: str, pid: str) -> None:
+        """A token issued by a worker that is gone, for the room taken over here."""
+        if token:
+            self._live[token] = (room_id, pid)
+
     def lookup(self, token: str) -> tuple[str, str] | None:
         return self._live.get(token)
 

@@ -19,6 +19,10 @@ Shapes (``room`` is the room id):
 - STATE (room, epoch, packed delta) / SNAP (room, epoch, packed snap): for every member
 - PIN (room, epoch, mid): give ``mid`` the frame you hold (a join between two ticks)
 - RELIABLE (room, epoch, packed message, [mid, ...]) / CLOSE (room, epoch, mid, code, reason)
+- ADOPT (room, mid, pid): after a takeover, a member still connected to the sender takes
+  its place back in the new owner's room (no welcome; its token is unchanged)
+- TAKEN (room, epoch): the sender took the room over: send its members' ADOPTs there
+- HANDOVER (room, epoch): the sender (draining) saved and released the room: take it over
 - ASK (request id, op, room, arg) / ANSWER (request id, status, value): operator requests
   (kick, delete, describe) forwarded to the owner
 """
@@ -42,6 +46,9 @@ class Item(IntEnum):
     PIN = 14
     RELIABLE = 15
     CLOSE = 16
+    ADOPT = 17
+    TAKEN = 18
+    HANDOVER = 19
     ASK = 20
     ANSWER = 21
 
@@ -53,4 +60,5 @@ JOIN, INPUT, EVENT, LEAVE, ENDED, RESYNC = (
 JOINED, REFUSED, STATE, SNAP, PIN, RELIABLE, CLOSE = (
     Item.JOINED, Item.REFUSED, Item.STATE, Item.SNAP, Item.PIN, Item.RELIABLE, Item.CLOSE,
 )  # fmt: skip
+ADOPT, TAKEN, HANDOVER = Item.ADOPT, Item.TAKEN, Item.HANDOVER
 ASK, ANSWER = Item.ASK, Item.ANSWER

@@ -10,6 +10,12 @@ before it notices. redis-py's ``Lock`` has no such counter, hence these scripts.
 Keys (one Redis, not Redis Cluster: the claim script reads the owner's lease key by name):
 ``tr:worker:{id}`` holds the worker's boot token with a TTL; ``tr:room:{id}`` is a hash
 with ``owner`` (a worker id) and ``epoch`` (only grows, while Redis keeps its data).
+
+A Redis that restarted empty knows no owner, yet the owners are alive and hold their rooms
+in memory. ``tr:up`` marks a Redis the cluster has seen: a claim on a Redis without it is
+refused until the first renewal sets it, and a worker with rooms whose lease had vanished
+sets ``tr:settling`` for a lease period, during which no claim succeeds. Owners re-assert
+their rooms in that time, before anyone may take them over.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from typing import Any
 
 WORKER_PREFIX = "tr:worker:"
 ROOM_PREFIX = "tr:room:"
+UP = "tr:up"
+SETTLING = "tr:settling"
 
 _RENEW = """
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], '1') end
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -29,10 +38,14 @@ if v == ARGV[1] then
 end
 if v then return -1 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[3], '1', 'PX', ARGV[3]) end
 return 0
 """
 
 _CLAIM = """
+if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[3]) == 1 then
+  return {-1, '', 0}
+end
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 if owner == ARGV[1] then return {1, owner, epoch} end
@@ -93,13 +106,27 @@ class Renewal(Enum):
     CONFLICT = -1  # another boot holds our worker id: we must stop
 
 
+class ClaimResult(Enum):
+    WON = 1  # ours now (or already), under ``epoch``
+    OWNED = 0  # a live worker owns it
+    UNSETTLED = -1  # Redis (re)started moments ago: owners are re-asserting, try again
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """The answer to a claim: ``owner`` owns the room under ``epoch`` (we, if ``won``)."""
 
-    won: bool
+    result: ClaimResult
     owner: str
     epoch: int
+
+    @property
+    def won(self) -> bool:
+        return self.result is ClaimResult.WON
+
+    @property
+    def unsettled(self) -> bool:
+        return self.result is ClaimResult.UNSETTLED
 
     def won_by(self, worker_id: str) -> bool:
         return self.won and self.owner == worker_id
@@ -119,16 +146,19 @@ class Leases:
         self._release = client.register_script(_RELEASE)
         self._fenced_set = client.register_script(_FENCED_SET)
 
-    async def renew(self, ttl: float) -> Renewal:
-        keys = [WORKER_PREFIX + self.worker_id]
-        return Renewal(int(await self._renew(keys=keys, args=[self._token, _ms(ttl)])))
+    async def renew(self, ttl: float, settle: float = 0.0) -> Renewal:
+        """Extend our lease. ``settle`` > 0 (we hold rooms): if the lease had vanished,
+        hold every claim off for that long, so we re-assert our rooms first."""
+        keys = [WORKER_PREFIX + self.worker_id, UP, SETTLING]
+        args = [self._token, _ms(ttl), _ms(settle)]
+        return Renewal(int(await self._renew(keys=keys, args=args)))
 
     async def claim(self, room_id: str) -> Claim:
         """Own the room if nobody live does (a new epoch), or learn who does."""
-        won, owner, epoch = await self._claim(
-            keys=[ROOM_PREFIX + room_id], args=[self.worker_id, WORKER_PREFIX]
+        result, owner, epoch = await self._claim(
+            keys=[ROOM_PREFIX + room_id, UP, SETTLING], args=[self.worker_id, WORKER_PREFIX]
         )
-        return Claim(bool(won), _text(owner), int(epoch))
+        return Claim(ClaimResult(int(result)), _text(owner), int(epoch))
 
     async def owner(self, room_id: str) -> tuple[str, int] | None:
         """The live owner of a room and its epoch, without claiming it; None if nobody."""

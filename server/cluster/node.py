@@ -5,8 +5,10 @@ connected elsewhere through one ``Peer`` per room and worker (joins, inputs, eve
 resyncs in; states and reliable messages out). As a *member worker* it feeds the
 ``RemoteRoom``s its connections joined (states, reliable messages, closes in; forwarded
 messages out). A lease loop keeps this worker's lease and watches the workers it shares
-rooms with: members on a worker that died are dropped into their resume grace, and the
-members of a room whose owner died are closed ``1012`` so they come back to a live one.
+rooms with: members on a worker that died are dropped into their resume grace, and a
+room whose owner died is taken over from its checkpoint by a worker that has members in
+it (or gets a join for it); the other workers' members are adopted there, still
+connected. A draining owner saves and releases its rooms and tells those workers at once.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from redis.exceptions import RedisError
 from tickrelay.protocol import CloseCode, Event, LeaveReason
 from tickrelay.protocol.messages import _new_input
 from tickrelay.server.cluster.bus import Bus, BusHealth
+from tickrelay.server.cluster.checkpoint import Checkpoint
+from tickrelay.server.cluster.checkpoints import Checkpoints
 from tickrelay.server.cluster.directory import Directory
 from tickrelay.server.cluster.envelope import Batch
 from tickrelay.server.cluster.items import (
+    ADOPT,
     ANSWER,
     ASK,
     CLOSE,
     ENDED,
     EVENT,
+    HANDOVER,
     INPUT,
     JOIN,
     JOINED,
@@ -41,6 +47,7 @@ from tickrelay.server.cluster.items import (
     RESYNC,
     SNAP,
     STATE,
+    TAKEN,
 )
 from tickrelay.server.cluster.lease import Leases, Renewal
 from tickrelay.server.cluster.peers import Peer, RemoteMemberLink
@@ -53,12 +60,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tickrelay.cluster")
 
-LEASE_TTL = 3.0  # seconds: a dead worker's rooms and members are noticed within this
-RENEW_EVERY = LEASE_TTL / 4
 REFRESH_EVERY = 5.0  # seconds between rewrites of every owned room's directory entry
 ASK_TIMEOUT = 3.0
+RECOVERING = "the cluster is recovering, try again"
 
 Operation = Callable[[str, Any], Coroutine[Any, Any, Any]]
+# (room id, checkpoint or None for a new room, epoch, creator, live workers) -> the room
+MakeRoom = Callable[[str, Checkpoint | None, int, str | None, set[str]], "Room"]
+# (room id, close code): the room leaves this worker without being deleted (it lives on)
+LetGo = Callable[[str, CloseCode], Coroutine[Any, Any, bool]]
 
 
 class ClusterNode:
@@ -68,18 +78,37 @@ class ClusterNode:
         self,
         url: str,
         rooms: dict[str, Room],
-        dispose: Callable[[str, CloseCode], Coroutine[Any, Any, bool]],
+        make_room: MakeRoom,
+        let_go: LetGo,
         operations: dict[str, Operation],
         flush_interval: float = 0.0,
+        lease_ttl: float = 2.0,
+        checkpoint_interval: float = 1.0,
+        checkpoint_ttl: float = 120.0,
     ) -> None:
         self.worker_id = secrets.token_hex(6)
         self.bus = Bus(url, self.worker_id, self._on_batch, flush_interval=flush_interval)
         self.leases = Leases(self.bus.client, self.worker_id, secrets.token_hex(8))
         self.directory = Directory(self.bus.client, self.worker_id)
+        self.lease_ttl = lease_ttl
+        self.renew_every = lease_ttl / 5
         self._rooms = rooms  # the registry's: the rooms this worker owns
-        self._dispose = dispose
+        self._make_room = make_room
+        self._let_go = let_go
         self._operations = operations
         self.epochs: dict[str, int] = {}  # room id -> the epoch this worker owns it under
+        self.checkpoints = Checkpoints(
+            self.bus.client, self.worker_id, rooms, self.epochs,
+            checkpoint_interval, checkpoint_ttl,
+        )  # fmt: skip
+        # Claims under way, one per room: a join and a takeover of one room share it.
+        self._acquiring: dict[str, asyncio.Future[Room | RemoteRoom | None]] = {}
+        self._taking_over: set[str] = set()
+        # Until then, this worker does not judge others dead: it has just lost Redis or
+        # its lease, and they may not have had the chance to renew theirs.
+        self._unsettled_until = 0.0
+        self.takeovers = 0
+        self.handovers = 0
         self.peers: dict[tuple[str, str], Peer] = {}
         self.remote: dict[str, RemoteRoom] = {}
         # Rooms this worker is claiming: joins for them wait until the room exists here.
@@ -112,6 +141,11 @@ class ClusterNode:
             "batches_lost_receiving": self.lost_batches,
             "resyncs": sum(remote.resyncs for remote in self.remote.values()),
             "bad_items": self.bad_items + self.bus.bad_batches,
+            "takeovers": self.takeovers,
+            "handovers": self.handovers,
+            "checkpoints_written": self.checkpoints.written,
+            "checkpoints_refused": self.checkpoints.refused,
+            "checkpoint_failures": self.checkpoints.failed,
         }
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -119,10 +153,11 @@ class ClusterNode:
     async def start(self) -> None:
         """Join the cluster; without Redis yet, the worker starts unready and keeps trying."""
         try:
-            await self.leases.renew(LEASE_TTL)
+            await self.leases.renew(self.lease_ttl)
         except (RedisError, OSError) as exc:
             log.warning("Redis is not reachable yet (the worker is not ready): %s", exc)
         await self.bus.start()
+        self.checkpoints.start()
         self._lease_task = asyncio.get_running_loop().create_task(
             self._keep_lease(), name="cluster-lease"
         )
@@ -138,6 +173,7 @@ class ClusterNode:
         for pending in list(self._tasks):
             pending.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.checkpoints.close()
         await self.directory.close()
         await self.bus.close()
 
@@ -157,6 +193,8 @@ class ClusterNode:
     def owned(self, room: Room, epoch: int) -> None:
         self.epochs[room.id] = epoch
         self.directory.changed(room)
+        room.on_roster = self.checkpoints.roster_changed
+        self.checkpoints.roster_changed(room)
 
     def claiming(self, room_id: str) -> None:
         """A claim is under way: another worker that already sees us as the owner may
@@ -169,13 +207,27 @@ class ClusterNode:
             self._dispatch(source, item)
 
     def disowned(self, room: Room) -> None:
-        """The room is gone from this worker: its ownership and directory entry go too."""
-        epoch = self.epochs.pop(room.id, None)
-        for key in [key for key in self.peers if key[0] == room.id]:
-            del self.peers[key]
+        """The room is gone for good: its ownership, directory entry and checkpoint too."""
+        epoch = self.let_go(room, detach=False)  # its members everywhere are closed
         self.directory.removed(room)
         if epoch is not None:
-            self.give_back(room.id, epoch)
+            self.spawn(self._delete(room.id, epoch), name="cluster-release")
+
+    def let_go(self, room: Room, detach: bool = True) -> int | None:
+        """The room leaves this worker but lives on elsewhere (a handover, a demotion):
+        with ``detach``, members on other workers are not told anything from here (the
+        new owner adopts them)."""
+        epoch = self.epochs.pop(room.id, None)
+        for key in [key for key in self.peers if key[0] == room.id]:
+            peer = self.peers.pop(key)
+            if detach:
+                peer.detach()
+        self.checkpoints.forget(room.id)
+        return epoch
+
+    async def _delete(self, room_id: str, epoch: int) -> None:
+        await self.checkpoints.delete(room_id, epoch)
+        await self._release(room_id, epoch)
 
     def give_back(self, room_id: str, epoch: int) -> None:
         """Release a claim (a room that is gone, or one that could not be made): the next
@@ -190,10 +242,105 @@ class ClusterNode:
 
     def remote_room(self, room_id: str, owner: str, epoch: int) -> RemoteRoom:
         room = self.remote.get(room_id)
-        if room is None or room.owner != owner:
+        if room is None:
             room = RemoteRoom(room_id, owner, epoch, self.send, self._remote_empty)
             self.remote[room_id] = room
+        elif room.owner != owner and epoch >= room.epoch:
+            room.moved_to(owner, epoch)
         return room
+
+    # Claiming a room: a new one, or a takeover from its checkpoint ------------------------
+
+    async def acquire(
+        self, room_id: str, create: bool, creator: str | None = None
+    ) -> Room | RemoteRoom | None:
+        """The room a join goes to, claimed if no live worker owns it: restored from its
+        checkpoint when it had an owner before, else new (``create``) or None. One claim
+        per room at a time on this worker; a join and a takeover of one room share it."""
+        pending = self._acquiring.get(room_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        result: asyncio.Future[Room | RemoteRoom | None]
+        result = self._acquiring[room_id] = asyncio.get_running_loop().create_future()
+        self.claiming(room_id)
+        try:
+            found = await self._acquire(room_id, create, creator)
+        except BaseException as exc:
+            result.set_exception(exc)
+            result.exception()  # retrieved: a claim nobody else waited for is not an error
+            raise
+        finally:
+            del self._acquiring[room_id]
+            self.claimed(room_id)
+        result.set_result(found)
+        return found
+
+    async def _acquire(
+        self, room_id: str, create: bool, creator: str | None
+    ) -> Room | RemoteRoom | None:
+        claim = await self.leases.claim(room_id)
+        if claim.unsettled:
+            raise JoinRefusal(CloseCode.TRY_AGAIN, RECOVERING)
+        if not claim.won:
+            return self.remote_room(room_id, claim.owner, claim.epoch)
+        room = self._rooms.get(room_id)
+        if room is not None:
+            return room
+        saved = await self.checkpoints.load(room_id) if claim.epoch > 1 else None
+        if saved is None and not create:
+            self.give_back(room_id, claim.epoch)
+            return None
+        live: set[str] = set()
+        if saved is not None:
+            workers = {m.worker for m in saved.members if m.worker and m.worker != self.worker_id}
+            live = await self.leases.alive(sorted(workers))
+        room = self._make_room(room_id, saved, claim.epoch, creator, live)
+        if saved is not None:
+            self._took_over(room, claim.epoch, live)
+        return room
+
+    def _took_over(self, room: Room, epoch: int, live: set[str]) -> None:
+        """The room is ours from its checkpoint: our own members are adopted here at once,
+        the live workers' through TAKEN; whoever is not adopted in time is away."""
+        self.takeovers += 1
+        log.warning("room %s: taken over under epoch %d", room.id, epoch)
+        remote = self.remote.pop(room.id, None)
+        if remote is not None:
+            for link, pid in remote.hand_over():
+                try:
+                    link.joined(room, room.adopt(link, pid))  # type: ignore[attr-defined]
+                except JoinRefusal as refusal:
+                    link.close(refusal.code, refusal.reason)
+        for worker in live:
+            self.send(worker, (TAKEN, room.id, epoch))
+        self.spawn(self._settle(room), name="cluster-settle")
+
+    async def _settle(self, room: Room) -> None:
+        await asyncio.sleep(2 * self.renew_every + 0.2)  # a TAKEN and its ADOPTs' round trip
+        if self._rooms.get(room.id) is room:
+            room.settle()
+
+    def _take_over(self, remote: RemoteRoom) -> None:
+        """Our members' room lost its owner (dead, or handing over): claim it, or follow
+        the worker that did."""
+        if remote.id not in self._taking_over:
+            self._taking_over.add(remote.id)
+            self.spawn(self._taking(remote), name="cluster-takeover")
+
+    async def _taking(self, remote: RemoteRoom) -> None:
+        try:
+            found = await self.acquire(remote.id, create=False)
+        except JoinRefusal:
+            return  # Redis is settling after a restart: the lease loop tries again
+        except (RedisError, OSError) as exc:
+            log.warning("room %s: takeover failed, retried: %s", remote.id, exc)
+            return
+        finally:
+            self._taking_over.discard(remote.id)
+        if found is None and self.remote.get(remote.id) is remote:
+            log.warning("room %s: its worker is gone and left no checkpoint", remote.id)
+            del self.remote[remote.id]
+            remote.close_all(CloseCode.RESTART, "the room's worker stopped")
 
     def _remote_empty(self, room: RemoteRoom) -> None:
         if self.remote.get(room.id) is room:
@@ -261,11 +408,47 @@ class ClusterNode:
             JOINED: self._joined,
             REFUSED: self._refused,
             RESYNC: self._resync,
+            ADOPT: self._adopt,
+            TAKEN: self._taken,
+            HANDOVER: self._handover,
             ASK: lambda source, item: self.spawn(
                 self._answer(source, *item[1:]), name="cluster-answer"
             ),
             ANSWER: self._answered,
         }
+
+    def _adopt(self, source: str, item: list[Any]) -> None:
+        """A member of ``source`` asks for its place back after our takeover."""
+        room_id, mid, pid = item[1], item[2], item[3]
+        room = self._rooms.get(room_id)
+        epoch = self.epochs.get(room_id)
+        if room is None or epoch is None:
+            waiting = self._claiming.get(room_id)
+            if waiting is not None:
+                waiting.append((source, item))
+            else:
+                self.send(source, (REFUSED, room_id, mid, CloseCode.RESTART, "room moved"))
+            return
+        peer = self.peers.get((room_id, source))
+        if peer is None:
+            peer = self.peers[room_id, source] = Peer(room_id, source, epoch, self.send,
+                                                      self._turn)  # fmt: skip
+        link = peer.link(mid)
+        try:
+            link.member = room.adopt(link, pid)
+        except JoinRefusal as refusal:
+            peer.forget(mid)
+            self.send(source, (REFUSED, room_id, mid, refusal.code, refusal.reason))
+
+    def _taken(self, source: str, item: list[Any]) -> None:
+        remote = self.remote.get(item[1])
+        if remote is not None:
+            remote.moved_to(source, item[2])
+
+    def _handover(self, source: str, item: list[Any]) -> None:
+        remote = self.remote.get(item[1])
+        if remote is not None and remote.owner == source and remote.epoch <= item[2]:
+            self._take_over(remote)
 
     def _joined(self, source: str, item: list[Any]) -> None:
         remote = self.remote.get(item[1])
@@ -365,24 +548,60 @@ class ClusterNode:
 
     async def _keep_lease(self) -> None:
         since_refresh = 0.0
+        reachable = True
         while True:
-            await asyncio.sleep(RENEW_EVERY)
+            await asyncio.sleep(self.renew_every)
             try:
-                renewal = await self.leases.renew(LEASE_TTL)
+                renewal = await self._renew()
+                if not reachable:
+                    reachable = True
+                    log.warning("worker %s reaches Redis again", self.worker_id)
                 if renewal is not Renewal.RENEWED:
                     await self._reassert(renewal)
                 await self._watch_workers()
-                since_refresh += RENEW_EVERY
+                since_refresh += self.renew_every
                 if since_refresh >= REFRESH_EVERY:
                     since_refresh = 0.0
-                    for room in self._rooms.values():
-                        self.directory.changed(room)
+                    await self._refresh()
             except (RedisError, OSError) as exc:
-                log.debug("lease loop: Redis unavailable: %s", exc)
+                self._unsettle()
+                if reachable:
+                    reachable = False
+                    log.warning(
+                        "worker %s cannot reach Redis (rooms owned here keep ticking for "
+                        "their local players; not ready): %s", self.worker_id, exc,
+                    )  # fmt: skip
+
+    async def _renew(self) -> Renewal:
+        knows_rooms = bool(self.epochs or self.remote)
+        settle = self.lease_ttl + self.renew_every if knows_rooms else 0.0
+        return await self.leases.renew(self.lease_ttl, settle)
+
+    def _unsettle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._unsettled_until = loop.time() + self.lease_ttl + 2 * self.renew_every
+
+    @property
+    def settled(self) -> bool:
+        """Whether this worker may judge another dead by its missing lease."""
+        return asyncio.get_running_loop().time() >= self._unsettled_until
+
+    async def _refresh(self) -> None:
+        """Every few seconds: directory entries rewritten, checkpoints kept from expiring."""
+        for room in self._rooms.values():
+            self.directory.changed(room)
+        if self.epochs:
+            async with self.bus.client.pipeline(transaction=False) as pipe:
+                await self.checkpoints.refresh(pipe)
+                await pipe.execute()
 
     async def _reassert(self, renewal: Renewal) -> None:
         """Our lease had lapsed (a long pause, or Redis lost its data): keep the rooms whose
-        ownership is still ours, give up the others (their members come back elsewhere)."""
+        ownership is still ours, give up the others (their members come back elsewhere).
+        Redis may have lost our directory entries and checkpoints too: write them again."""
+        self._unsettle()
+        if not self.epochs:
+            return
         log.warning("worker %s lease %s: reasserting its rooms", self.worker_id, renewal.name)
         for room_id, epoch in list(self.epochs.items()):
             if renewal is not Renewal.CONFLICT and await self.leases.reassert(room_id, epoch):
@@ -391,22 +610,20 @@ class ClusterNode:
                     self.directory.changed(room)
                 continue
             self._demote(room_id)
+        self.checkpoints.everything_changed()
 
     def _demote(self, room_id: str) -> None:
         """Another worker owns the room now: stop at once, members resume on the new owner."""
-        self.epochs.pop(room_id, None)
         room = self._rooms.get(room_id)
+        self.epochs.pop(room_id, None)
         if room is not None:
             log.warning("room %s: ownership lost, closing its members with 1012", room_id)
-            self.spawn(self._on_demoted(room_id), name="cluster-demote")
-
-    async def _on_demoted(self, room_id: str) -> None:
-        await self._dispose(room_id, CloseCode.RESTART)
+            self.spawn(self._let_go(room_id, CloseCode.RESTART), name="cluster-demote")
 
     async def _watch_workers(self) -> None:
         workers = {peer.worker for peer in self.peers.values()}
         workers |= {remote.owner for remote in self.remote.values()}
-        if not workers:
+        if not workers or not self.settled:
             return
         alive = await self.leases.alive(sorted(workers))
         for key, peer in list(self.peers.items()):
@@ -414,9 +631,8 @@ class ClusterNode:
                 self._worker_died(key, peer)
         for remote in list(self.remote.values()):
             if remote.owner not in alive:
-                log.warning("room %s: its worker %s is gone", remote.id, remote.owner)
-                self.remote.pop(remote.id, None)
-                remote.close_all(CloseCode.RESTART, "the room's worker stopped")
+                log.warning("room %s: its worker %s is gone, taking over", remote.id, remote.owner)
+                self._take_over(remote)
 
     def _worker_died(self, key: tuple[str, str], peer: Peer) -> None:
         """Members on a dead worker drop into their resume grace, as a lost socket would."""

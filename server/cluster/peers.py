@@ -81,8 +81,17 @@ class Peer:
         self.links.pop(link.mid, None)
         self._send(self.worker, (CLOSE, self.room_id, self.epoch, link.mid, code, reason))
 
+    def detach(self) -> None:
+        """The room left this worker (handed over, or lost): say nothing more to the
+        worker, whose members the new owner adopts."""
+        self._send = _silent
+
     def forget(self, mid: int) -> RemoteMemberLink | None:
         return self.links.pop(mid, None)
+
+
+def _silent(worker: str, item: Any) -> None:
+    """What a detached peer sends: nothing."""
 
 
 class RemoteMemberLink:

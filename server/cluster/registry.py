@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from tickrelay.protocol import CloseCode
 from tickrelay.server.backplane import Backplane
 from tickrelay.server.clock import Clock
+from tickrelay.server.cluster import checkpoint
+from tickrelay.server.cluster.checkpoint import Checkpoint
 from tickrelay.server.cluster.directory import described
+from tickrelay.server.cluster.items import HANDOVER
 from tickrelay.server.cluster.node import ClusterNode
-from tickrelay.server.cluster.remote_room import RemoteRoom
+from tickrelay.server.cluster.remote_room import RemoteRoom, RoomMoved
 from tickrelay.server.links import MemberLink, RoomLink
 from tickrelay.server.members import Member
 from tickrelay.server.metrics import Metrics
@@ -25,6 +29,7 @@ from tickrelay.server.room_options import RoomOptions
 from tickrelay.server.settings import Settings
 
 _ABSENT = object()
+MOVES = 3  # a join follows a room through at most this many takeovers
 
 
 class ClusterRegistry(RoomRegistry):
@@ -43,9 +48,13 @@ class ClusterRegistry(RoomRegistry):
         self.node = ClusterNode(
             settings.redis_url,
             self.rooms,
-            self.dispose,
+            self._make_room,
+            self._let_go,
             operations,
             flush_interval=settings.cluster_flush_ms / 1000,
+            lease_ttl=settings.cluster_lease_ms / 1000,
+            checkpoint_interval=settings.checkpoint_ms / 1000,
+            checkpoint_ttl=max(120.0, 4 * settings.resume_grace),
         )
 
     @property
@@ -59,6 +68,13 @@ class ClusterRegistry(RoomRegistry):
         await self.node.start()
 
     async def close(self) -> None:
+        """A drain: every room owned here is saved, released and announced to the
+        workers with members in it, which take it over at once; then members here get
+        ``1012`` and resume elsewhere with their state."""
+        for room_id in list(self.rooms):
+            await self._hand_over(room_id)
+        for room_id in list(self.rooms):  # not handed over (Redis away): a takeover later
+            await self._let_go(room_id, CloseCode.RESTART)
         await super().close()
         await self.node.close()
 
@@ -75,20 +91,11 @@ class ClusterRegistry(RoomRegistry):
             return remote
         if not create:
             found = await self.node.leases.owner(room_id)
-            if found is None or found[0] == self.node.worker_id:
+            if found is not None and found[0] != self.node.worker_id:
+                return self.node.remote_room(room_id, *found)
+            if found is None and not await self.node.checkpoints.exists(room_id):
                 return self.rooms.get(room_id)
-            return self.node.remote_room(room_id, *found)
-        self.node.claiming(room_id)
-        try:
-            claim = await self.node.leases.claim(room_id)
-            if not claim.won:
-                return self.node.remote_room(room_id, claim.owner, claim.epoch)
-            room = self.rooms.get(room_id)  # made by a concurrent join while we waited
-            if room is None:
-                room = self._create_owned(room_id, None, creator, claim.epoch)
-            return room
-        finally:
-            self.node.claimed(room_id)
+        return await self.node.acquire(room_id, create, creator)
 
     async def join(
         self,
@@ -98,10 +105,20 @@ class ClusterRegistry(RoomRegistry):
         spectator: bool,
         resume_token: str | None,
         spectate_only: bool,
-    ) -> Member:
-        if isinstance(room, RemoteRoom):
-            return await room.join(link, pid, spectator, resume_token, spectate_only)  # type: ignore[return-value]
-        return await super().join(room, link, pid, spectator, resume_token, spectate_only)
+    ) -> tuple[RoomLink, Member]:
+        """A room that moves while the join waits (a takeover) is joined where it went."""
+        for _ in range(MOVES):
+            try:
+                if isinstance(room, RemoteRoom):
+                    seat = await room.join(link, pid, spectator, resume_token, spectate_only)
+                    return room, seat  # type: ignore[return-value]
+                return await super().join(room, link, pid, spectator, resume_token, spectate_only)
+            except RoomMoved:
+                moved = await self.locate(room.id, create=False)  # type: ignore[attr-defined]
+                if moved is None:
+                    raise
+                room = moved
+        raise RoomMoved()
 
     # Owning rooms ------------------------------------------------------------------------
 
@@ -115,6 +132,43 @@ class ClusterRegistry(RoomRegistry):
             raise
         self.node.owned(room, epoch)
         return room
+
+    def _make_room(
+        self,
+        room_id: str,
+        saved: Checkpoint | None,
+        epoch: int,
+        creator: str | None,
+        live: set[str],
+    ) -> Room:
+        """A room claimed under ``epoch``: new, or rebuilt from its checkpoint."""
+        options = saved.options if saved is not None else None
+        room = self._create_owned(room_id, options, creator if saved is None else None, epoch)
+        if saved is not None:
+            checkpoint.restore(room, saved, live)
+        return room
+
+    async def _let_go(self, room_id: str, code: CloseCode) -> bool:
+        """The room leaves this worker but not the cluster (demoted, or handed over)."""
+        room = super()._forget(room_id)
+        if room is None:
+            return False
+        self.node.let_go(room)
+        await room.close(code, "server restarting")
+        return True
+
+    async def _hand_over(self, room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        epoch = self.node.epochs.get(room_id)
+        if room is None or epoch is None:
+            return
+        await room.ticks.stop()  # nothing changes after the last checkpoint
+        workers = {peer.worker for (rid, _), peer in self.node.peers.items() if rid == room_id}
+        if await self.node.checkpoints.hand_over(room, epoch):
+            self.node.handovers += 1
+            for worker in workers:
+                self.node.send(worker, (HANDOVER, room_id, epoch))
+            await self._let_go(room_id, CloseCode.RESTART)
 
     def _seats_changed(self, room: Room) -> None:
         super()._seats_changed(room)

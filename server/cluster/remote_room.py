@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 
 from tickrelay.protocol import CloseCode, Event, Input, LeaveReason
-from tickrelay.server.cluster.items import ENDED, EVENT, INPUT, JOIN, LEAVE, RESYNC
+from tickrelay.server.cluster.items import ADOPT, ENDED, EVENT, INPUT, JOIN, LEAVE, RESYNC
 from tickrelay.server.cluster.mirror import ChainBroken, RoomMirror
 from tickrelay.server.links import MemberLink
 from tickrelay.server.refusal import JoinRefusal
@@ -29,6 +29,14 @@ log = logging.getLogger("tickrelay.cluster")
 Send = Callable[[str, Any], None]
 
 _mids = itertools.count(1)
+
+
+class RoomMoved(JoinRefusal):
+    """The room changed owner while a join waited: the join is tried again where it is
+    now (a client that still sees this gets ``1013``, try again)."""
+
+    def __init__(self) -> None:
+        super().__init__(CloseCode.TRY_AGAIN, "the room moved to another worker, try again")
 
 
 class RemoteSeat:
@@ -62,6 +70,7 @@ class RemoteRoom:
         # Welcomed members get every state; a joining one waits for its welcome first (the
         # first reliable message the owner sends it), or a state could overtake it.
         self.links: dict[int, MemberLink] = {}
+        self.pids: dict[int, str] = {}  # mid -> pid, once joined: what an adoption names
         self._unwelcomed: dict[int, MemberLink] = {}
         self._joining: dict[int, asyncio.Future[str]] = {}
         self.mirror = RoomMirror()
@@ -115,6 +124,7 @@ class RemoteRoom:
 
     def _forget(self, mid: int, ended: bool, reason: LeaveReason | None = None) -> None:
         self.links.pop(mid, None)
+        self.pids.pop(mid, None)
         self._unwelcomed.pop(mid, None)
         if ended:
             value = reason.value if reason is not None else None
@@ -127,12 +137,59 @@ class RemoteRoom:
     def joined(self, mid: int, pid: str) -> None:
         answer = self._joining.get(mid)
         if answer is not None and not answer.done():
+            self.pids[mid] = pid
             answer.set_result(pid)
 
     def refused(self, mid: int, code: int, reason: str) -> None:
+        """A join refused, or an adoption: a member whose place is gone is closed."""
         answer = self._joining.get(mid)
         if answer is not None and not answer.done():
             answer.set_exception(JoinRefusal(code, reason))
+            return
+        link = self._link(mid)
+        if link is not None:
+            self._forget(mid, ended=False)
+            link.close(code, reason)
+
+    # A new owner (a takeover) ------------------------------------------------------------
+
+    def moved_to(self, owner: str, epoch: int) -> None:
+        """Another worker took the room over: our members ask it for their places back,
+        the mirror starts again from its first snap, and waiting joins are tried again."""
+        if epoch <= self.epoch and owner == self.owner:
+            return
+        self.owner, self.epoch = owner, epoch
+        self.mirror = RoomMirror()
+        self._resyncing = False
+        for mid, pid in self.members():
+            self._send(owner, (ADOPT, self.id, mid, pid))
+        self._fail_joins()
+
+    def members(self) -> list[tuple[int, str]]:
+        """(mid, pid) of every member that holds a place (welcomed or not yet)."""
+        self._welcome_joined()
+        return [(mid, self.pids[mid]) for mid in self.links if mid in self.pids]
+
+    def hand_over(self) -> list[tuple[MemberLink, str]]:
+        """This worker took the room over: its members' links, to adopt into the room
+        here; this remote room is empty afterwards and forwards nothing more."""
+        self._welcome_joined()
+        adopted = [(self.links[mid], pid) for mid, pid in self.members()]
+        self.links.clear()
+        self.pids.clear()
+        self._fail_joins()
+        return adopted
+
+    def _welcome_joined(self) -> None:
+        """A member whose join was answered but whose welcome the owner did not send (it
+        died between the two) holds a place all the same."""
+        for mid in [mid for mid in self._unwelcomed if mid in self.pids]:
+            self.links[mid] = self._unwelcomed.pop(mid)
+
+    def _fail_joins(self) -> None:
+        for answer in self._joining.values():
+            if not answer.done():
+                answer.set_exception(RoomMoved())
 
     def state(self, packed: bytes) -> None:
         try:
