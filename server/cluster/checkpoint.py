@@ -117,10 +117,10 @@ def pack_state(room: Room, logic_saved: Any) -> bytes:
 # Taking over ----------------------------------------------------------------------------
 
 
-def restore(room: Room, saved: Checkpoint, live_workers: set[str]) -> None:
+def restore(room: Room, saved: Checkpoint) -> None:
     """Rebuild a new, started room from its checkpoint. Every member starts away; those
-    whose worker is live stay unannounced until adopted or ``Room.settle``; a member
-    whose grace ran out meanwhile loses its place."""
+    connected at the checkpoint stay unannounced until adopted (their worker is live) or
+    ``Room.settle`` (it is not); a member whose grace ran out meanwhile loses its place."""
     now = time.time()
     acks = saved.acks or {}
     expired = []
@@ -134,7 +134,7 @@ def restore(room: Room, saved: Checkpoint, live_workers: set[str]) -> None:
             expired.append(member)
             continue
         room.grace.start(member, grace)
-        if entry.worker is not None and entry.worker in live_workers:
+        if entry.worker is not None:  # connected then: adopted, or announced at the settle
             room.unannounced.add(entry.pid)
     room.host.pid = saved.host
     players = {m.pid: (saved.players or {}).get(m.pid, {}) for m in saved.members

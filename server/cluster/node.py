@@ -65,8 +65,8 @@ ASK_TIMEOUT = 3.0
 RECOVERING = "the cluster is recovering, try again"
 
 Operation = Callable[[str, Any], Coroutine[Any, Any, Any]]
-# (room id, checkpoint or None for a new room, epoch, creator, live workers) -> the room
-MakeRoom = Callable[[str, Checkpoint | None, int, str | None, set[str]], "Room"]
+# (room id, checkpoint or None for a new room, epoch, creator) -> the room, owned here
+MakeRoom = Callable[[str, Checkpoint | None, int, str | None], "Room"]
 # (room id, close code): the room leaves this worker without being deleted (it lives on)
 LetGo = Callable[[str, CloseCode], Coroutine[Any, Any, bool]]
 
@@ -294,7 +294,7 @@ class ClusterNode:
         if saved is not None:
             workers = {m.worker for m in saved.members if m.worker and m.worker != self.worker_id}
             live = await self.leases.alive(sorted(workers))
-        room = self._make_room(room_id, saved, claim.epoch, creator, live)
+        room = self._make_room(room_id, saved, claim.epoch, creator)
         if saved is not None:
             self._took_over(room, claim.epoch, live)
         return room

@@ -139,13 +139,12 @@ class ClusterRegistry(RoomRegistry):
         saved: Checkpoint | None,
         epoch: int,
         creator: str | None,
-        live: set[str],
     ) -> Room:
         """A room claimed under ``epoch``: new, or rebuilt from its checkpoint."""
         options = saved.options if saved is not None else None
         room = self._create_owned(room_id, options, creator if saved is None else None, epoch)
         if saved is not None:
-            checkpoint.restore(room, saved, live)
+            checkpoint.restore(room, saved)
         return room
 
     async def _let_go(self, room_id: str, code: CloseCode) -> bool:
