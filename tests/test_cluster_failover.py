@@ -265,3 +265,30 @@ async def test_owners_reassert_their_rooms_before_anyone_takes_them_over(servers
     assert alice.connected and bob.connected
     await alice.close()
     await bob.close()
+
+
+# Demotion --------------------------------------------------------------------------------
+
+
+async def test_a_paused_owner_is_demoted_and_its_players_closed_1012(workers, room_id):
+    owner, b, _ = workers
+    alice = await connect(owner.ws, room_id)
+    bob = await connect(b.ws, room_id)
+    await alice.send_input({"x": 1})
+    await state_until(bob, lambda s: s.players.get(alice.pid) == {"x": 1})
+    await wait_for_state_checkpoint()
+    alice_ticks, bob_ticks = record_ticks(alice), record_ticks(bob)
+
+    owner.process.send_signal(signal.SIGSTOP)  # a long GC pause, a stopped VM
+    try:
+        await asyncio.sleep(TAKEOVER_BOUND + 0.5)
+        await bob.send_input({"y": 1})
+        await state_until(bob, lambda s: s.players.get(bob.pid) == {"y": 1})  # b ticks it
+    finally:
+        owner.process.send_signal(signal.SIGCONT)
+    async with asyncio.timeout(5):
+        assert await alice.wait_closed() == 1012
+    assert cluster_stats(owner)["owned_rooms"] == 0
+    assert cluster_stats(b)["takeovers"] == 1
+    assert strictly_growing(alice_ticks) and strictly_growing(bob_ticks)
+    await bob.close()

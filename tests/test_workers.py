@@ -264,3 +264,30 @@ def owners_view(cluster: Cluster, room_id: str) -> list[dict[str, object]]:
         if answer.status_code == 200:
             return answer.json()
     raise AssertionError("no worker answered as the room's owner")
+
+
+async def test_a_rolling_restart_loses_no_room(cluster):
+    """SIGHUP replaces both workers one at a time; each hands its rooms over as it goes,
+    and the players (reconnecting through the one port) keep their pids and states."""
+    from tests.helpers import state_until
+    from tickrelay.client import connect
+
+    ws = f"ws://127.0.0.1:{cluster.port}"
+    players = [await connect(ws, "rolled", auto_reconnect=True) for _ in range(4)]
+    try:
+        pids = [player.pid for player in players]
+        for n, player in enumerate(players):
+            await player.send_input({"n": n})
+        for player in players:
+            await state_until(player, lambda mirror: len(mirror.players) == 4)
+        before = current_pids(cluster)
+        cluster.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: not before & current_pids(cluster), 30)
+        assert wait_until(lambda: len(current_pids(cluster)) == 2, 30)
+        expected = {pid: {"n": n} for n, pid in enumerate(pids)}
+        for player in players:
+            await state_until(player, lambda mirror: mirror.players == expected, timeout=15)
+        assert [player.pid for player in players] == pids
+    finally:
+        for player in players:
+            await player.close()

@@ -49,7 +49,7 @@ from tickrelay.server.cluster.items import (
     STATE,
     TAKEN,
 )
-from tickrelay.server.cluster.lease import Leases, Renewal
+from tickrelay.server.cluster.lease import Claim, Leases, Renewal
 from tickrelay.server.cluster.peers import Peer, RemoteMemberLink
 from tickrelay.server.cluster.remote_room import RemoteRoom
 from tickrelay.server.cluster.sequence import Arrival, Received
@@ -278,9 +278,7 @@ class ClusterNode:
     async def _acquire(
         self, room_id: str, create: bool, creator: str | None
     ) -> Room | RemoteRoom | None:
-        claim = await self.leases.claim(room_id)
-        if claim.unsettled:
-            raise JoinRefusal(CloseCode.TRY_AGAIN, RECOVERING)
+        claim = await self.claim(room_id)
         if not claim.won:
             return self.remote_room(room_id, claim.owner, claim.epoch)
         room = self._rooms.get(room_id)
@@ -298,6 +296,19 @@ class ClusterNode:
         if saved is not None:
             self._took_over(room, claim.epoch, live)
         return room
+
+    async def claim(self, room_id: str) -> Claim:
+        """A claim, waiting out a settling Redis (owners re-asserting after a restart, a
+        few lease renewals): the join is late rather than refused."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_ttl + 2 * self.renew_every
+        while True:
+            claim = await self.leases.claim(room_id)
+            if not claim.unsettled:
+                return claim
+            if loop.time() >= deadline:
+                raise JoinRefusal(CloseCode.TRY_AGAIN, RECOVERING)
+            await asyncio.sleep(self.renew_every / 2)
 
     def _took_over(self, room: Room, epoch: int, live: set[str]) -> None:
         """The room is ours from its checkpoint: our own members are adopted here at once,

@@ -18,11 +18,13 @@ from tickrelay.server.cluster import checkpoint
 from tickrelay.server.cluster.checkpoint import Checkpoint
 from tickrelay.server.cluster.directory import described
 from tickrelay.server.cluster.items import HANDOVER
+from tickrelay.server.cluster.lease import Claim
 from tickrelay.server.cluster.node import ClusterNode
 from tickrelay.server.cluster.remote_room import RemoteRoom, RoomMoved
 from tickrelay.server.links import MemberLink, RoomLink
 from tickrelay.server.members import Member
 from tickrelay.server.metrics import Metrics
+from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.registry import OwnerSilent, RoomExists, RoomRegistry
 from tickrelay.server.room import Room
 from tickrelay.server.room_options import RoomOptions
@@ -185,7 +187,7 @@ class ClusterRegistry(RoomRegistry):
         self, room_id: str | None, options: RoomOptions, creator: str | None
     ) -> dict[str, Any]:
         room_id = room_id or self._new_id()
-        claim = await self.node.leases.claim(room_id)
+        claim = await self._claim(room_id)
         if not claim.won or room_id in self.rooms:
             raise RoomExists(room_id)
         return self._create_owned(room_id, options, creator, claim.epoch).describe()
@@ -219,7 +221,7 @@ class ClusterRegistry(RoomRegistry):
         options = self.default_options(logic=logic, meta=dict(meta))
         while True:  # a fresh random id is as good as unclaimed; if not, take another
             room_id = self._new_id()
-            claim = await self.node.leases.claim(room_id)
+            claim = await self._claim(room_id)
             if claim.won:
                 return self._create_owned(room_id, options, creator, claim.epoch).id
 
@@ -236,6 +238,12 @@ class ClusterRegistry(RoomRegistry):
         if status == 204:
             return True
         return False if value == "no such player" else None
+
+    async def _claim(self, room_id: str) -> Claim:
+        try:
+            return await self.node.claim(room_id)
+        except JoinRefusal as refusal:  # Redis settles after a restart for too long
+            raise OwnerSilent(refusal.reason) from None
 
     async def _ask_owner(self, op: str, room_id: str, arg: Any) -> tuple[int, Any]:
         found = await self.node.leases.owner(room_id)
