@@ -179,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tickrelay.loadtest.bench import cmd_bench
 
             return cmd_bench(argv[1:])
+        if argv and argv[0] == "failover":
+            from tickrelay.loadtest.failover import cmd_failover
+
+            return cmd_failover(argv[1:])
         if argv and argv[0] == "run":
             argv = argv[1:]
         return cmd_run(argv)
