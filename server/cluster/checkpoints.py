@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -90,6 +91,7 @@ class Checkpoints:
         self.written = 0  # checkpoint parts written
         self.refused = 0  # writes fenced off (we no longer owned the room)
         self.failed = 0  # pipelines that Redis did not take
+        self.encode_seconds = 0.0  # spent packing checkpoints (what the worker pays most)
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -136,7 +138,9 @@ class Checkpoints:
         self._scheduled = False
         if self._flushing is not None or not (self._dirty or self._state_due):
             return
+        started = time.perf_counter()
         parts = self._collect()
+        self.encode_seconds += time.perf_counter() - started
         self._flushing = asyncio.get_running_loop().create_task(
             self._write_parts(parts), name="cluster-checkpoint"
         )

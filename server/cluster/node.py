@@ -146,6 +146,7 @@ class ClusterNode:
             "checkpoints_written": self.checkpoints.written,
             "checkpoints_refused": self.checkpoints.refused,
             "checkpoint_failures": self.checkpoints.failed,
+            "checkpoint_encode_seconds": round(self.checkpoints.encode_seconds, 6),
         }
 
     # Lifecycle ---------------------------------------------------------------------------
