@@ -292,3 +292,17 @@ async def test_a_paused_owner_is_demoted_and_its_players_closed_1012(workers, ro
     assert cluster_stats(b)["takeovers"] == 1
     assert strictly_growing(alice_ticks) and strictly_growing(bob_ticks)
     await bob.close()
+
+
+async def test_a_delete_sent_to_a_paused_owner_answers_504(workers, room_id):
+    owner, b, _ = workers
+    alice = await connect(owner.ws, room_id)
+    owner.process.send_signal(signal.SIGSTOP)
+    try:
+        answer = await asyncio.to_thread(
+            httpx.delete, f"{b.http}/rooms/{room_id}", headers=b.admin_headers(), timeout=10
+        )
+    finally:
+        owner.process.send_signal(signal.SIGCONT)
+    assert answer.status_code == 504
+    await alice.close()
