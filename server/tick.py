@@ -69,9 +69,11 @@ class TickLoop:
 
     def carry_on(self, elapsed: float, after_tick: int) -> int:
         """Continue a room's clock from another worker: tick 0 was ``elapsed`` seconds ago
-        and no tick number up to ``after_tick`` is used again. Returns the tick now."""
+        and no tick number up to ``after_tick`` is used again. The tick of this period may
+        have been published by the former owner just before it stopped (a drain hands
+        over within one period), so the new clock starts at the next one."""
         self._t0 = self._now() - elapsed
-        self.last_tick = max(self.current, after_tick + 1)
+        self.last_tick = max(self.current + 1, after_tick + 1)
         return self.last_tick
 
     def start(self) -> None:

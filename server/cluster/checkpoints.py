@@ -234,9 +234,13 @@ class Checkpoints:
     async def hand_over(self, room: Room, epoch: int) -> bool:
         """A drain: the last checkpoint (members here saved as away) and the release, in
         one round trip. True when both went through under our epoch."""
+        self.forget(room.id)
+        flushing = self._flushing
+        if flushing is not None:  # an older write landing after ours would win
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await asyncio.shield(flushing)
         roster = checkpoint.pack_roster(room, self._workers_of(room), leaving=True)
         state = checkpoint.pack_state(room, self._logic_saved(room))
-        self.forget(room.id)
         keys = [ROOM_PREFIX + room.id, PREFIX + room.id]
         try:
             async with self._client.pipeline(transaction=False) as pipe:
