@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -25,6 +25,7 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from tickrelay.server.metrics import Buckets
@@ -183,5 +184,8 @@ def scrape_registry(services: Services) -> CollectorRegistry:
     return registry
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
+def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The body and its content type in the format the scraper asks for (its ``Accept``):
+    OpenMetrics for a Prometheus that prefers it, else the classic text format 0.0.4."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -8,7 +8,6 @@ import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tickrelay.server import logic as logic_registry
@@ -230,8 +229,8 @@ async def connections(room_id: str, svc: ServicesDep) -> list[dict[str, Any]]:
 @router.get("/metrics")
 async def prometheus_metrics(request: Request) -> Response:
     """This process's figures in Prometheus' text format (see ``exposition.py``)."""
-    registry = request.app.state.prometheus
-    return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = render(request.app.state.prometheus, request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})
 
 
 @router.get("/stats")
