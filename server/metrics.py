@@ -79,23 +79,32 @@ class TickStats:
         self.durations = deque(maxlen=self.window)
 
     def record(self, lag: float, duration: float) -> None:
+        # Once per tick: Buckets.observe inlined (a method call per figure is half the cost).
         self.ticks += 1
         self.lags.append(lag)
         self.durations.append(duration)
-        self.lag_buckets.observe(lag)
-        self.duration_buckets.observe(duration)
+        buckets = self.lag_buckets
+        buckets.counts[bisect_left(SECONDS_BUCKETS, lag)] += 1
+        buckets.sum += lag
+        buckets = self.duration_buckets
+        buckets.counts[bisect_left(SECONDS_BUCKETS, duration)] += 1
+        buckets.sum += duration
         if lag > self.max_lag:
             self.max_lag = lag
 
     def inputs_waited(self, seconds: float) -> None:
         """A tick applied inputs: the first of them arrived ``seconds`` before its end."""
-        self.input_wait_buckets.observe(seconds)
+        buckets = self.input_wait_buckets
+        buckets.counts[bisect_left(SECONDS_BUCKETS, seconds)] += 1
+        buckets.sum += seconds
 
     def state_sent(self, frame: StateFrame) -> None:
         """The size of the tick's state message, in the encoding its fan-out made."""
         size = frame.encoded_size
         if size is not None:
-            self.state_bytes_buckets.observe(size)
+            buckets = self.state_bytes_buckets
+            buckets.counts[bisect_left(BYTES_BUCKETS, size)] += 1
+            buckets.sum += size
 
     def summary(self) -> dict[str, float]:
         lags = list(self.lags)

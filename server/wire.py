@@ -142,10 +142,11 @@ class StateFrame:
         """Bytes of the message most members got (the delta, else the snap), in the encoding
         already made for them (MessagePack first); None when nothing was encoded yet.
         Reads what the fan-out left: never encodes for the sake of measuring."""
-        wire = self._delta if self._delta is not None else self._snap
+        wire = self._delta or self._snap
         if wire is None:
             return None
-        return wire.encoded_size
+        encoded = wire._packed or wire._json  # Wire.encoded_size, inlined: once per tick
+        return len(encoded) if encoded is not None else None
 
     def wire_for(self, have_tick: int | None) -> Wire:
         """A delta when the client holds our base, else the full snapshot (never a broken chain)."""
