@@ -40,7 +40,8 @@ def percentile(samples: list[float], q: float) -> float:
 class Buckets:
     """A histogram's counts: one slot per upper bound (``le``, inclusive) and one for +Inf.
 
-    Not cumulative: the exposition sums them. Only the event loop writes, so no lock.
+    Not cumulative: the exposition sums them. Only the event loop writes, so no lock;
+    ``TickStats`` adds to them inline (``counts[bisect_left(bounds, value)] += 1``).
     """
 
     __slots__ = ("bounds", "counts", "sum")
@@ -49,10 +50,6 @@ class Buckets:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
 
     @property
     def count(self) -> int:
