@@ -5,7 +5,8 @@ worker is a separate ``tickrelay serve`` process, as two hosts would be. Auth is
 workers have an Origin allowlist, so tokens and Origin headers must cross the proxy too.
 What nginx must not break: the WebSocket upgrade and subprotocol, the Authorization and
 Origin headers, close codes, percent-encoded room ids, idle connections (the heartbeat
-keeps them alive), and a worker's death (its players resume on the other).
+keeps them alive), and a worker's death, the room's owner or not (its players resume on
+the other, which takes the room over when it was the owner's).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 from websockets.typing import Origin, Subprotocol
 
@@ -98,6 +100,13 @@ def doomed_stack(servers, redis_url, nginx_binary, tmp_path) -> Iterator[Stack]:
 
 def open_connections(worker: ServerProcess) -> int:
     return httpx.get(f"{worker.http}/stats", timeout=5).json()["connections"]
+
+
+def takeovers(worker: ServerProcess) -> float:
+    """The worker's count of rooms taken over, as Prometheus would read it."""
+    text = httpx.get(f"{worker.http}/metrics", timeout=5).text
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    return next(s.value for s in samples if s.name == "tickrelay_cluster_takeovers_total")
 
 
 # Spreading and playing ---------------------------------------------------------------------
@@ -200,11 +209,15 @@ async def test_metrics_are_not_served_through_the_proxy(stack):
 # A worker's death --------------------------------------------------------------------------
 
 
-async def test_players_of_a_killed_worker_resume_through_nginx_on_the_other(doomed_stack, room_id):
-    owner, doomed = doomed_stack.workers
-    # Until room takeover lands, a room dies with its owner: the room is made on the worker
-    # that stays, and the other one is killed.
-    # after takeover lands: also kill the owner
+@pytest.mark.parametrize("victim", ["other", "owner"])
+async def test_players_of_a_killed_worker_resume_through_nginx_on_the_other(
+    doomed_stack, room_id, victim
+):
+    """The room is made on the first worker; either the other one is killed, or the owner
+    itself (the survivor then takes the room over from its checkpoint). Either way, the
+    dead worker's players come back through nginx on the survivor, under the same pid."""
+    owner, other = doomed_stack.workers
+    doomed, survivor = (other, owner) if victim == "other" else (owner, other)
     answer = httpx.post(
         f"{owner.http}/rooms", json={"id": room_id}, headers=owner.admin_headers(), timeout=5
     )
@@ -216,13 +229,14 @@ async def test_players_of_a_killed_worker_resume_through_nginx_on_the_other(doom
         doomed.process.kill()
         await wait_until(lambda: sum(p.reconnects for p in players) == on_doomed, timeout=15)
         assert [p.pid for p in players] == [f"p{n}" for n in range(4)]
-        assert all(p.resumed for p in players if p.reconnects)
-        assert open_connections(owner) == len(players)
+        assert all(p.resumed and p.resume_failures == 0 for p in players if p.reconnects)
+        assert open_connections(survivor) == len(players)
         for n, player in enumerate(players):
             await player.send_input({"after": n})
         everyone = {f"p{n}": {"after": n} for n in range(4)}
         for player in players:
-            await state_until(player, lambda mirror: mirror.players == everyone)
+            await state_until(player, lambda mirror: mirror.players == everyone, timeout=10)
+        assert takeovers(survivor) == (1 if victim == "owner" else 0)
     finally:
         for player in players:
             await player.close()
