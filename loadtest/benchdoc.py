@@ -269,7 +269,7 @@ def write_doc(path: Path, out: dict[str, Any], plot: Path) -> None:
         "is wire bytes per message received; *p50/p99* is input-to-ack latency of healthy "
         "players (from sending `seq` N to the first state message acking >= N); *KB/player* "
         "is the growth of the server's RSS from idle to the window's end, per connected "
-        "player; *tick lag p99* comes from the server's `GET /metrics` (n/a when absent).",
+        "player; *tick lag p99* comes from the server's `GET /stats` (n/a when absent).",
         "- `tutorial` sends one message per input to every member (8x the messages of the "
         "ticked servers for the same inputs), which makes its CPU per message look cheap: "
         "compare where each server saturates and its p99 as well.",

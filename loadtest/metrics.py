@@ -1,8 +1,9 @@
-"""Reading the server's own tick-lag figure from `GET /metrics`, when it has one.
+"""Reading the server's own tick-lag figure from `GET /metrics` or `/stats`, when it has one.
 
-The tickrelay server will expose tick lag later and its format is not fixed yet, so this
-accepts the shapes we are likely to get and says "n/a" (None) for anything else:
-Prometheus text (`..._tick_lag_seconds{quantile="0.99"} 0.004`, or `_ms`), or JSON with a
+tickrelay's `/metrics` has tick lag as a histogram over the process's life; its `/stats`
+has the p99 of the last 4096 ticks (`{"tick": {"lag_p99_ms": ...}}`), which the bench reads.
+The parser accepts the shapes other servers may have and says "n/a" (None) for anything
+else: Prometheus text (`..._tick_lag_seconds{quantile="0.99"} 0.004`, or `_ms`), or JSON with a
 key path holding both "tick_lag" and "p99" (`{"tick_lag_ms": {"p99": 4.1}}`).
 """
 
@@ -48,7 +49,7 @@ def parse_tick_lag_p99(body: str) -> float | None:
         except ValueError:
             return None
         for path, value in _flatten(data):
-            low = path.lower()
+            low = path.lower().replace(".", "_")  # tickrelay's /stats: tick.lag_p99_ms
             if "tick_lag" in low and "p99" in low and isinstance(value, int | float):
                 return round(float(value) * _scale(path.replace(".", "_")), 3)
         return None

@@ -143,7 +143,7 @@ SERVERS: dict[str, ServerSpec] = {
             _module("tickrelay.server.cli", "serve"),
             available=_tickrelay_available,
             env=TICKRELAY_ENV,
-            metrics_path="/metrics",
+            metrics_path="/stats",
         ),
         ServerSpec(
             "tickrelay-ref",
@@ -151,7 +151,7 @@ SERVERS: dict[str, ServerSpec] = {
             _ref_argv,
             available=_ref_available,
             env=TICKRELAY_ENV,
-            metrics_path="/metrics",
+            metrics_path="/stats",
             default=False,
         ),
         ServerSpec(
@@ -161,7 +161,7 @@ SERVERS: dict[str, ServerSpec] = {
             available=_redis_available,
             redis=True,
             env=TICKRELAY_ENV,
-            metrics_path="/metrics",
+            metrics_path="/stats",
             default=False,
         ),
         ServerSpec(
@@ -171,7 +171,7 @@ SERVERS: dict[str, ServerSpec] = {
             available=_redis_available,
             redis=True,
             env=TICKRELAY_ENV,
-            metrics_path="/metrics",
+            metrics_path="/stats",
             default=False,
         ),
     )

@@ -14,6 +14,7 @@ from tickrelay.server.backplane import Backplane, create_backplane
 from tickrelay.server.bodylimit import BodyLimit
 from tickrelay.server.demo import router as demo_router
 from tickrelay.server.endpoint import room_endpoint
+from tickrelay.server.exposition import scrape_registry
 from tickrelay.server.http import router
 from tickrelay.server.metrics import Metrics
 from tickrelay.server.registry import RoomRegistry
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tickrelay", version="0.1.0", lifespan=lifespan)
     app.state.services = services
+    app.state.prometheus = scrape_registry(services)
     app.add_middleware(BodyLimit, max_body_size=settings.max_body_size)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(router)

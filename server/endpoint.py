@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from tickrelay.protocol import CloseCode, codec_for, negotiate
 from tickrelay.protocol.codec import Limits
 from tickrelay.server.auth import Identity, check_room, verify
-from tickrelay.server.connection import Connection
+from tickrelay.server.connection import OPEN, Connection
 from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.room import RESUME_FAILED
 from tickrelay.server.roomquota import client_address
@@ -68,11 +68,11 @@ async def room_endpoint(websocket: WebSocket) -> None:
         handle.set_high_water(settings.write_high_water)
         handle.set_slow_consumer_timeout(settings.slow_consumer_timeout)
     metrics = services.metrics
-    metrics.connections += 1
-    metrics.connections_total += 1
     limits = Limits(max_message_size=settings.max_message_size)
     conn = Connection(websocket, codec_for(subprotocol, limits), settings, handle, services.tasks)
+    metrics.opened(conn)
     detached = False
+    code: int | None = None
     try:
         try:
             await join(services, conn, websocket, unquote(segment), metrics.connections)
@@ -80,24 +80,27 @@ async def room_endpoint(websocket: WebSocket) -> None:
             metrics.refuse(refusal.code)
             await websocket.close(refusal.code, refusal.reason)
             return
+        metrics.joined(resumed="resume" in websocket.query_params)
         if handle is not None:
             handle.set_message_handler(conn.handle_frame)
             handle.detach(functools.partial(connection_lost, services, conn))
             conn.websocket = None  # the handshake's objects can go
             detached = True
             return  # the room and the transport own the connection from here
-        conn.ended(await conn.serve())
+        code = await conn.serve()
+        conn.ended(code)
     finally:
         if not detached:
-            metrics.connections -= 1
+            joined = conn.state is not OPEN
+            metrics.finished(conn, joined, joined and conn.end_reason(code) is None)
             await conn.finish()
 
 
 def connection_lost(services: Services, conn: Connection, code: int | None) -> None:
     """The end of a detached connection: its place goes away or into resume grace."""
-    services.metrics.connections -= 1
     conn.ended(code)
     conn.release()
+    services.metrics.finished(conn, True, conn.end_reason(code) is None)
 
 
 async def join(

@@ -8,11 +8,11 @@ import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tickrelay.server import logic as logic_registry
 from tickrelay.server.endpoint import ROOM_ID
+from tickrelay.server.exposition import render
 from tickrelay.server.registry import OwnerSilent, RoomExists, RoomFailed
 from tickrelay.server.roomquota import CreationRefused, client_address
 from tickrelay.server.services import Services
@@ -226,34 +226,11 @@ async def connections(room_id: str, svc: ServicesDep) -> list[dict[str, Any]]:
     return room.describe_members()
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def prometheus_metrics(svc: ServicesDep) -> str:
-    """The /stats figures in Prometheus' text format, for scraping."""
-    figures = await stats(svc)
-    tick = figures["tick"]
-    lines = [
-        "# TYPE tickrelay_connections gauge",
-        f"tickrelay_connections {figures['connections']}",
-        "# TYPE tickrelay_connections_total counter",
-        f"tickrelay_connections_total {figures['connections_total']}",
-        "# TYPE tickrelay_rooms gauge",
-        f"tickrelay_rooms {figures['rooms']}",
-        "# TYPE tickrelay_players gauge",
-        f"tickrelay_players {figures['players']}",
-        "# TYPE tickrelay_ticks_total counter",
-        f"tickrelay_ticks_total {tick['ticks']}",
-        "# TYPE tickrelay_tick_lag_seconds summary",
-        f'tickrelay_tick_lag_seconds{{quantile="0.5"}} {tick["lag_p50_ms"] / 1000}',
-        f'tickrelay_tick_lag_seconds{{quantile="0.99"}} {tick["lag_p99_ms"] / 1000}',
-        "# TYPE tickrelay_tick_duration_seconds summary",
-        f'tickrelay_tick_duration_seconds{{quantile="0.5"}} {tick["duration_p50_ms"] / 1000}',
-        f'tickrelay_tick_duration_seconds{{quantile="0.99"}} {tick["duration_p99_ms"] / 1000}',
-        "# TYPE tickrelay_refused_total counter",
-    ]
-    lines += [
-        f'tickrelay_refused_total{{code="{code}"}} {n}' for code, n in figures["refused"].items()
-    ]
-    return "\n".join(lines) + "\n"
+@router.get("/metrics")
+async def prometheus_metrics(request: Request) -> Response:
+    """This process's figures in Prometheus' text format (see ``exposition.py``)."""
+    body, content_type = render(request.app.state.prometheus, request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})
 
 
 @router.get("/stats")

@@ -33,7 +33,7 @@ from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.room_options import RoomLimits, RoomOptions
 from tickrelay.server.state import RoomState, StateTooLarge, encoded_size
 from tickrelay.server.tick import TickLoop
-from tickrelay.server.wire import Wire
+from tickrelay.server.wire import StateFrame, Wire
 
 if TYPE_CHECKING:
     from tickrelay.server.links import MemberLink
@@ -91,7 +91,7 @@ class Room:
         self.on_roster: Callable[[Room], None] = _no_seat_watcher
         self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
         self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats, clock)
-        self.inputs = InputQueue(self.state, room_id, self.host, self.ticks.wake)
+        self.inputs = InputQueue(self.state, room_id, self.host, self.ticks.input_arrived)
         # RoomLink.receive_input is the queue's own check: one call per input, no relay.
         self.receive_input = self.inputs.receive
         self.logic: RoomLogic = logic_cls(self)
@@ -411,7 +411,7 @@ class Room:
             bool(self.inputs) or bool(self._want_snap) or self.state.dirty or not self.logic.passive
         )
 
-    def _step(self, tick: int, dt: float) -> None:
+    def _step(self, tick: int, dt: float) -> StateFrame | None:
         self.inputs.apply_all(self.logic, self.roster, self._error)
         if not self.logic.passive:
             try:
@@ -424,9 +424,10 @@ class Room:
             for member, link in waiting:  # nothing changed after all: the last frame is current
                 if member.link is link and self.roster.holds(member):
                     link.push_state(self.state.last_frame)
-            return
+            return None
         for link in self.roster.links.values():
             link.push_state(frame)
+        return frame  # for the tick's figures (its size)
 
     # What room logic may call ------------------------------------------------------------
 

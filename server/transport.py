@@ -107,6 +107,11 @@ class TransportHandle:
         """Send a close frame at once, even past a full buffer, and end the connection."""
         self._protocol.close_now(code, reason)
 
+    @property
+    def slow_consumer_dropped(self) -> bool:
+        """Whether the protocol aborted the connection for not reading (counted by /metrics)."""
+        return self._protocol.slow_consumer_dropped
+
     def set_slow_consumer_timeout(self, seconds: float) -> None:
         """Drop the connection when its write buffer stays above high water this long."""
         self._protocol.slow_consumer_timeout = seconds
@@ -149,6 +154,7 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
     _pending: bytearray | None = None
     detached = False
     slow_consumer_timeout: float | None = None
+    slow_consumer_dropped = False
     _slow_timer: asyncio.TimerHandle | None = None
     _held_pong: bytes | None = None
     _pings_while_blocked = 0
@@ -368,6 +374,7 @@ class TickrelayWebSocketProtocol(WebSocketsSansIOProtocol):
         """
         self._slow_timer = None
         if not self.disconnected:
+            self.slow_consumer_dropped = True
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:

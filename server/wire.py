@@ -66,6 +66,15 @@ class Wire:
         return self._json  # type: ignore[return-value]
 
     @property
+    def encoded_size(self) -> int | None:
+        """Bytes of an encoding already made (MessagePack first, else JSON), or None."""
+        if self._packed is not None:
+            return len(self._packed)
+        if self._json is not None:
+            return len(self._json)
+        return None
+
+    @property
     def size(self) -> int:
         """Size in the binary encoding: what bounds on queued bytes are counted in."""
         return len(self.packed_bytes)
@@ -127,6 +136,17 @@ class StateFrame:
             acks_patch = self.acks_patch if self.acks_patch is not None else {}
             self._delta = Wire(m.delta(self.tick, self.base, self.st, self.patch, acks_patch))
         return self._delta
+
+    @property
+    def encoded_size(self) -> int | None:
+        """Bytes of the message most members got (the delta, else the snap), in the encoding
+        already made for them (MessagePack first); None when nothing was encoded yet.
+        Reads what the fan-out left: never encodes for the sake of measuring."""
+        wire = self._delta or self._snap
+        if wire is None:
+            return None
+        encoded = wire._packed or wire._json  # Wire.encoded_size, inlined: once per tick
+        return len(encoded) if encoded is not None else None
 
     def wire_for(self, have_tick: int | None) -> Wire:
         """A delta when the client holds our base, else the full snapshot (never a broken chain)."""

@@ -402,6 +402,7 @@ def test_config_rejects_nonsense() -> None:
         ),
         ("tick_lag_p99_ms 7\n", 7.0),
         ('{"tick_lag_ms": {"p50": 1, "p99": 3.5}}', 3.5),
+        ('{"rooms": 1, "tick": {"ticks": 9, "lag_p50_ms": 1.0, "lag_p99_ms": 2.5}}', 2.5),
         ('{"rooms": 3}', None),
         ("tickrelay_rooms 3\n", None),
         ("<html>not found</html>", None),

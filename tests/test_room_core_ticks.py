@@ -111,3 +111,29 @@ def test_a_stopped_loop_runs_no_more_ticks() -> None:
     asyncio.run(ticks.stop())
     clock.advance(1.0)
     assert len(recorder.ran) == 1
+
+
+def test_inputs_wait_from_the_first_arrival_to_the_end_of_the_tick_that_applies_them() -> None:
+    """One figure per tick, not per input: a clock read for the batch's first input only."""
+    clock = ManualClock(start=0.0)
+    recorder = Recorder(clock, busy=False, work=PERIOD / 8)
+    stats = TickStats()
+    ticks = TickLoop(RATE, recorder.step, recorder.is_busy, stats, clock)
+    ticks.start()
+    clock.advance(PERIOD / 4)
+    ticks.input_arrived()  # the first input of the batch, 3/4 of a period before tick 1
+    clock.advance(PERIOD / 4)
+    ticks.input_arrived()
+    clock.advance(PERIOD)
+    buckets = stats.input_wait_buckets
+    assert (buckets.count, buckets.sum) == (1, 0.75 * PERIOD + PERIOD / 8)
+
+
+def test_a_tick_without_inputs_records_no_input_wait() -> None:
+    clock = ManualClock(start=0.0)
+    recorder = Recorder(clock, work=PERIOD / 8)
+    stats = TickStats()
+    TickLoop(RATE, recorder.step, recorder.is_busy, stats, clock).start()
+    clock.advance(3 * PERIOD)
+    assert stats.duration_buckets.count == 3
+    assert stats.input_wait_buckets.count == 0
