@@ -41,3 +41,17 @@ class Tasks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def raise_if_cancelling() -> None:
+    """Raise ``CancelledError`` if someone is cancelling the current task.
+
+    A loop that talks to Redis calls it once per round and in its error handler: redis-py
+    can swallow a cancellation that meets a command in flight (the cancelled read comes
+    out as a connection or timeout error, which its retry policy retries, and the command
+    then succeeds). A loop that went on after that would never end: a worker hung in its
+    shutdown once its supervisor had died, until the test's timeout killed it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

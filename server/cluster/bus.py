@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from tickrelay.server.cluster.batcher import Batcher, redis_publisher
 from tickrelay.server.cluster.envelope import BadEnvelope, Batch, unpack_batch
 from tickrelay.server.cluster.sequence import Arrival, IncomingSequences, Received
+from tickrelay.server.tasks import raise_if_cancelling
 
 log = logging.getLogger("tickrelay.cluster")
 
@@ -95,6 +96,7 @@ class Bus:
         failures = 0
         subscribed = False
         while True:
+            raise_if_cancelling()
             try:
                 if not subscribed:
                     await self._pubsub.subscribe(self.channel, CONTROL)
@@ -103,6 +105,7 @@ class Bus:
                 # still ends the read with an error (the health check pings it).
                 message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 self._set_health(BusHealth.DOWN, exc)
                 await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
                 failures += 1

@@ -54,6 +54,7 @@ from tickrelay.server.cluster.peers import Peer, RemoteMemberLink
 from tickrelay.server.cluster.remote_room import RemoteRoom
 from tickrelay.server.cluster.sequence import Arrival, Received
 from tickrelay.server.refusal import JoinRefusal
+from tickrelay.server.tasks import raise_if_cancelling
 
 if TYPE_CHECKING:
     from tickrelay.server.room import Room
@@ -562,6 +563,7 @@ class ClusterNode:
         since_refresh = 0.0
         reachable = True
         while True:
+            raise_if_cancelling()
             await asyncio.sleep(self.renew_every)
             try:
                 renewal = await self._renew()
@@ -576,6 +578,7 @@ class ClusterNode:
                     since_refresh = 0.0
                     await self._refresh()
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 self._unsettle()
                 if reachable:
                     reachable = False
