@@ -43,6 +43,9 @@ class RoomFailed(JoinRefusal):
 class RoomRegistry:
     """Owns every room and the tasks that dispose of them."""
 
+    #: Whether rooms tick on the grid of their period (see ``TickLoop``): a cluster's do.
+    aligned_ticks = False
+
     def __init__(
         self,
         settings: Settings,
@@ -167,6 +170,7 @@ class RoomRegistry:
             self.metrics.ticks,
             self._room_idle,
             self.clock,
+            self.aligned_ticks,
         )
         try:
             room.start()

@@ -63,6 +63,7 @@ class Room:
         tick_stats: TickStats,
         on_empty: Callable[[Room], None],
         clock: Clock | None = None,
+        aligned_ticks: bool = False,
     ) -> None:
         logic_cls = logic_registry.get(options.logic)
         if logic_cls is None:
@@ -90,7 +91,9 @@ class Room:
         # roster then (one process has nothing to save).
         self.on_roster: Callable[[Room], None] = _no_seat_watcher
         self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
-        self.ticks = TickLoop(options.tick_rate, self._step, self._busy, tick_stats, clock)
+        self.ticks = TickLoop(
+            options.tick_rate, self._step, self._busy, tick_stats, clock, aligned_ticks
+        )
         self.inputs = InputQueue(self.state, room_id, self.host, self.ticks.input_arrived)
         # RoomLink.receive_input is the queue's own check: one call per input, no relay.
         self.receive_input = self.inputs.receive

@@ -1,4 +1,5 @@
-"""The tick schedule (tick n at t0 + n / rate), on a manual clock."""
+"""The tick schedule (tick n at t0 + n / rate; aligned, t0 on the grid of the period), on a
+manual clock."""
 
 from __future__ import annotations
 
@@ -47,6 +48,27 @@ def test_the_time_a_step_takes_does_not_shift_the_next_ticks() -> None:
     clock, recorder, _ = _loop(work=PERIOD / 3)
     clock.advance(10 * PERIOD)
     assert [at for _, at, _ in recorder.ran] == [n * PERIOD for n in range(1, 11)]
+
+
+def test_aligned_rooms_made_at_different_times_tick_at_the_same_instants() -> None:
+    clock = ManualClock(start=100.0 + PERIOD * 0.3)
+    first = Recorder(clock)
+    TickLoop(RATE, first.step, first.is_busy, TickStats(), clock, aligned=True).start()
+    clock.advance(PERIOD * 0.4)
+    second = Recorder(clock)
+    TickLoop(RATE, second.step, second.is_busy, TickStats(), clock, aligned=True).start()
+    clock.advance(5 * PERIOD)
+    # One wake-up per period for all the rooms of a rate (and one publish of their states).
+    assert [at for _, at, _ in second.ran] == [at for _, at, _ in first.ran][: len(second.ran)]
+    assert len(second.ran) == 5
+
+
+def test_unaligned_rooms_tick_from_their_own_creation() -> None:
+    clock = ManualClock(start=100.0 + PERIOD * 0.25)
+    recorder = Recorder(clock)
+    TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock).start()
+    clock.advance(2 * PERIOD)
+    assert [at for _, at, _ in recorder.ran] == [100.0 + PERIOD * 1.25, 100.0 + PERIOD * 2.25]
 
 
 def test_a_passive_room_schedules_no_tick_until_woken() -> None:

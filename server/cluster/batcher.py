@@ -1,10 +1,11 @@
-"""One publish per destination per event-loop turn.
+"""Batches per destination: a publish carries everything sent since the last one.
 
 An awaited ``PUBLISH`` per message costs 120-145 µs of client CPU, several times a whole
-message's budget. So ``send`` only appends to the destination's list and, the first time in
-a loop turn, schedules a flush with ``call_soon``: everything sent during that turn (a
-tick's state for every worker with members, the presence and events around it) leaves in
-one batch per destination, all batches in one pipeline round trip.
+message's budget. So sending only appends to the destination's list and schedules a flush:
+``send_now`` at the end of this loop turn (a tick's states: rooms of one rate tick in the
+same turn, so one batch per destination carries them all), ``send`` at most once per
+``min_interval`` (forwarded inputs, which wait for the owner's next tick anyway). A flush
+sends one batch per destination, all in one pipeline round trip.
 
 One flush is in flight at a time, so batches to a destination leave in sequence order.
 Items sent meanwhile wait for the next flush. A failed publish loses its batches: they are
@@ -27,6 +28,8 @@ from tickrelay.server.cluster.sequence import OutgoingSequences
 
 log = logging.getLogger("tickrelay.cluster")
 
+CLOSE_TIMEOUT = 1.0
+
 Publish = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
 
 
@@ -36,7 +39,7 @@ class LinkHealth(Enum):
 
 
 class Batcher:
-    """Collects items per destination channel; flushes once per loop turn."""
+    """Collects items per destination channel; one flush carries them all."""
 
     def __init__(self, source: str, boot: int, publish: Publish, min_interval: float = 0.0) -> None:
         self._source = source
@@ -46,7 +49,9 @@ class Batcher:
         self._publish = publish
         self._pending: dict[str, list[Any]] = {}
         self._sequences = OutgoingSequences()
-        self._scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_soon = False  # the scheduled flush runs at the end of this loop turn
+        self._urgent = False  # something pending must leave at the end of this turn
         self._flushing: asyncio.Task[None] | None = None
         self.health = LinkHealth.UP
         self.turns = 0
@@ -55,31 +60,60 @@ class Batcher:
         self.items_lost = 0
 
     def send(self, channel: str, item: Any) -> None:
+        """Leaves with the next flush: at the end of this loop turn, or ``min_interval``
+        after the last flush if that is later. Under load the messages of several turns
+        share one publish: each publish wakes Redis and the receiving worker, which on a
+        shared core costs more than the Python around it. For what the receiver only
+        uses at its next tick (forwarded inputs) the wait costs nothing it would see."""
         items = self._pending.get(channel)
         if items is None:
             self._pending[channel] = [item]
         else:
             items.append(item)
-        if not self._scheduled:
-            self._scheduled = True
-            self._schedule()
+        if self._flush_handle is None and self._flushing is None:
+            self._arm()
 
-    def _schedule(self) -> None:
-        """At the end of this loop turn, or ``min_interval`` after the last flush if that is
-        later: the first message after a quiet spell leaves at once, and under load the
-        messages of several turns share one publish (each publish wakes Redis and the
-        receiving worker, which on a shared core costs more than the Python around it)."""
-        loop = asyncio.get_running_loop()
-        wait = self._last_flush + self._min_interval - loop.time()
-        if wait > 0:
-            loop.call_later(wait, self._flush)
+    def send_now(self, channel: str, item: Any) -> None:
+        """Leaves at the end of this loop turn, with everything pending: what a client
+        waits for (a tick's states, which all rooms of a rate produce in the same turn,
+        reliable messages, answers)."""
+        items = self._pending.get(channel)
+        if items is None:
+            self._pending[channel] = [item]
         else:
-            loop.call_soon(self._flush)
+            items.append(item)
+        if not self._urgent:
+            self._urgent = True
+            if self._flushing is None:
+                self._arm()
+
+    def _arm(self) -> None:
+        """Schedule the next flush, or bring the scheduled one forward to this turn."""
+        loop = asyncio.get_running_loop()
+        wait = 0.0 if self._urgent else self._last_flush + self._min_interval - loop.time()
+        handle = self._flush_handle
+        if handle is not None:
+            if self._flush_soon or wait > 0:
+                return
+            handle.cancel()
+        self._flush_soon = wait <= 0
+        if self._flush_soon:
+            self._flush_handle = loop.call_soon(self._flush)
+        else:
+            self._flush_handle = loop.call_later(wait, self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = False
+        self._flush_handle = None
+        self._urgent = False
         if self._flushing is not None or not self._pending:
-            return  # the running flush starts the next one when it ends
+            return  # the running flush arms the next one when it ends
+        pending = self._take()
+        self._flushing = asyncio.get_running_loop().create_task(
+            self._send(*pending), name="cluster-publish"
+        )
+
+    def _take(self) -> tuple[list[tuple[str, bytes]], int]:
+        """Pack what is pending, one batch per destination, each with its next sequence."""
         pending, self._pending = self._pending, {}
         self._last_flush = asyncio.get_running_loop().time()
         self.turns += 1  # what was sent so far is packed now: later items start new ones
@@ -87,10 +121,7 @@ class Batcher:
             (channel, pack_batch(self._source, self._boot, self._sequences.next(channel), items))
             for channel, items in pending.items()
         ]
-        item_count = sum(len(items) for items in pending.values())
-        self._flushing = asyncio.get_running_loop().create_task(
-            self._send(batches, item_count), name="cluster-publish"
-        )
+        return batches, sum(len(items) for items in pending.values())
 
     async def _send(self, batches: list[tuple[str, bytes]], item_count: int) -> None:
         try:
@@ -106,9 +137,8 @@ class Batcher:
             self._set_health(LinkHealth.UP, None)
         finally:
             self._flushing = None
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            self._schedule()
+        if self._pending:
+            self._arm()
 
     def _set_health(self, health: LinkHealth, exc: Exception | None) -> None:
         if health is self.health:
@@ -120,16 +150,27 @@ class Batcher:
             log.warning("publishing to Redis works again (%d batches lost)", self.batches_lost)
 
     async def close(self) -> None:
-        """Wait for the flush in flight (briefly), then drop what is left unsent."""
-        task = self._flushing
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), 1.0)
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Send what is pending (a drain's last words: handovers), each step bounded."""
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()
+        await self._finish(self._flushing)
+        self._flushing = None
+        if self._pending:
+            await self._finish(asyncio.get_running_loop().create_task(self._send(*self._take())))
         self._pending.clear()
+
+    @staticmethod
+    async def _finish(task: asyncio.Task[None] | None) -> None:
+        """Wait briefly for a publish in flight; cancel it if Redis does not answer."""
+        if task is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), CLOSE_TIMEOUT)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def redis_publisher(client: Any) -> Publish:

@@ -76,10 +76,15 @@ class Bus:
         self._reader = asyncio.get_running_loop().create_task(self._read(), name="cluster-bus")
 
     def send(self, worker_id: str, item: Any) -> None:
+        """At the end of this loop turn: what a client waits for."""
+        self.batcher.send_now(worker_channel(worker_id), item)
+
+    def forward(self, worker_id: str, item: Any) -> None:
+        """With the next flush, within ``flush_interval``: what waits for a tick anyway."""
         self.batcher.send(worker_channel(worker_id), item)
 
     def broadcast(self, item: Any) -> None:
-        self.batcher.send(CONTROL, item)
+        self.batcher.send_now(CONTROL, item)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None

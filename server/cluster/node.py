@@ -120,7 +120,8 @@ class ClusterNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.lost_batches = 0
         self.bad_items = 0
-        self.send = self.bus.send
+        self.send = self.bus.send  # owner fan-out, answers, control: this loop turn
+        self.forward = self.bus.forward  # a remote room's joins and inputs: next flush
         self._turn = lambda: self.bus.batcher.turns
         self._handlers = self._handler_table()
 
@@ -245,7 +246,7 @@ class ClusterNode:
     def remote_room(self, room_id: str, owner: str, epoch: int) -> RemoteRoom:
         room = self.remote.get(room_id)
         if room is None:
-            room = RemoteRoom(room_id, owner, epoch, self.send, self._remote_empty)
+            room = RemoteRoom(room_id, owner, epoch, self.forward, self._remote_empty)
             self.remote[room_id] = room
         elif room.owner != owner and epoch >= room.epoch:
             room.moved_to(owner, epoch)
