@@ -112,7 +112,13 @@ class Outbox:
         )
 
     def push_state(self, frame: StateFrame) -> None:
-        """Latest wins: a frame still waiting is replaced, never queued behind."""
+        """Latest wins: a frame still waiting is replaced, never queued behind. A frame no
+        newer than what the client has is dropped: after a takeover the new owner's first
+        frame is the checkpointed one, which a member that stayed connected may have had
+        already (a drain checkpoints the last frame it sent); ticks only grow per client."""
+        have = self.have_tick
+        if have is not None and frame.tick <= have:
+            return
         if self._idle:
             wire = frame.wire_for(self.have_tick)
             if self._direct(wire.framed(self.codec)):  # type: ignore[misc]

@@ -113,3 +113,15 @@ async def test_a_peer_gone_mid_write_ends_the_writer_quietly_and_for_good():
     assert writer.exception() is None  # no "task writer failed" in the log
     outbox.push_state(frame(2))
     assert outbox.writer is None and len(tasks) == 0
+
+
+async def test_a_frame_no_newer_than_the_clients_is_dropped():
+    pipe, tasks = Pipe(), Tasks()
+    outbox = make_outbox(pipe, tasks)
+    outbox.push_state(frame(5))
+    outbox.push_state(frame(5))  # a takeover's checkpointed frame, already sent
+    outbox.push_state(frame(4))
+    outbox.push_state(frame(6))
+    assert len(pipe.direct) == 2
+    assert outbox.have_tick == 6
+    await tasks.close()
