@@ -112,15 +112,17 @@ class Outbox:
         )
 
     def push_state(self, frame: StateFrame) -> None:
-        """Latest wins: a frame still waiting is replaced, never queued behind. A frame no
-        newer than what the client has is dropped: after a takeover the new owner's first
-        frame is the checkpointed one, which a member that stayed connected may have had
-        already (a drain checkpoints the last frame it sent); ticks only grow per client."""
+        """Latest wins: a frame still waiting is replaced, never queued behind.
+
+        Ticks only grow per client, whoever produced the frame: one no newer than what the
+        client has is dropped here, where every frame to a client passes. After a takeover
+        the new owner's first frame is its checkpointed one, which a member that stayed
+        connected may have had already; its next frame then arrives as a delta or a snap."""
         have = self.have_tick
         if have is not None and frame.tick <= have:
             return
         if self._idle:
-            wire = frame.wire_for(self.have_tick)
+            wire = frame.wire_for(have)
             if self._direct(wire.framed(self.codec)):  # type: ignore[misc]
                 self.have_tick = frame.tick
                 self.sent_messages += 1

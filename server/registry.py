@@ -43,7 +43,8 @@ class RoomFailed(JoinRefusal):
 class RoomRegistry:
     """Owns every room and the tasks that dispose of them."""
 
-    #: Whether rooms tick on the grid of their period (see ``TickLoop``): a cluster's do.
+    #: Whether rooms tick in phases shared by all rooms of a rate (see ``TickLoop``): a
+    #: cluster's do.
     aligned_ticks = False
 
     def __init__(

@@ -1,10 +1,11 @@
 """The tick loop: one timer per room that runs ``Room.step`` on a monotonic schedule.
 
 Tick ``n`` is due at ``t0 + n / rate``: ticks do not drift, and a late tick runs late with
-its lag measured rather than being skipped silently. In a cluster ``t0`` lies on the grid
-of the period (of the monotonic clock, which every process of a host shares), so all rooms
-of one rate tick in the same loop turn. A room whose logic is passive and
-that has nothing pending sleeps until woken; its tick number still tells the time after.
+its lag measured rather than being skipped silently. In a cluster ``t0`` lies on a grid of
+``TICK_PHASES`` points per period (of the monotonic clock, which every process of a host
+shares), so the rooms of one rate tick in a few shared loop turns. A room whose logic is
+passive and that has nothing pending sleeps until woken; its tick number still tells the
+time after.
 
 Each tick is a plain timer callback rather than a step of a task: no task, future or event
 per tick, which at a thousand players is a few percent of the server's CPU.

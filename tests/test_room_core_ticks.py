@@ -58,7 +58,7 @@ def test_aligned_rooms_made_at_different_times_tick_at_the_same_instants() -> No
     second = Recorder(clock)
     TickLoop(RATE, second.step, second.is_busy, TickStats(), clock, aligned=True).start()
     clock.advance(5 * PERIOD)
-    # One wake-up per period for all the rooms of a rate (and one publish of their states).
+    # One wake-up per phase for all the rooms of a rate (and one publish of their states).
     assert [at for _, at, _ in second.ran] == [at for _, at, _ in first.ran][: len(second.ran)]
     assert len(second.ran) == 5
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -26,13 +28,18 @@ async def _retrying() -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_a_retry_loop_ends_when_its_task_is_cancelled_mid_command() -> None:
-    task = asyncio.get_running_loop().create_task(_retrying())
+async def _ends_when_cancelled(loop: Coroutine[Any, Any, None]) -> None:
+    """Cancel the loop mid-command: it ends cancelled (a loop that went on times out)."""
+    task = asyncio.get_running_loop().create_task(loop)
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         async with asyncio.timeout(1.0):
             await task
+
+
+async def test_a_retry_loop_ends_when_its_task_is_cancelled_mid_command() -> None:
+    await _ends_when_cancelled(_retrying())
 
 
 async def _retried_inside() -> None:
@@ -51,12 +58,7 @@ async def _polling() -> None:
 
 
 async def test_a_loop_ends_when_a_command_swallowed_its_cancellation() -> None:
-    task = asyncio.get_running_loop().create_task(_polling())
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        async with asyncio.timeout(1.0):
-            await task
+    await _ends_when_cancelled(_polling())
 
 
 async def test_an_error_without_a_cancellation_is_retried() -> None:

@@ -2,9 +2,10 @@
 
 An awaited ``PUBLISH`` per message costs 120-145 µs of client CPU, several times a whole
 message's budget. So sending only appends to the destination's list and schedules a flush:
-``send_now`` at the end of this loop turn (a tick's states: rooms of one rate tick in the
-same turn, so one batch per destination carries them all), ``send`` at most once per
-``min_interval`` (forwarded inputs, which wait for the owner's next tick anyway). A flush
+``send_now`` at the end of this loop turn (a tick's states: a cluster's rooms of one rate
+tick in a few shared phases, so one batch per destination carries a phase's states),
+``send`` at most once per ``min_interval`` (forwarded inputs, which wait for the owner's
+next tick anyway). A flush
 sends one batch per destination, all in one pipeline round trip.
 
 One flush is in flight at a time, so batches to a destination leave in sequence order.
@@ -50,7 +51,9 @@ class Batcher:
         self._pending: dict[str, list[Any]] = {}
         self._sequences = OutgoingSequences()
         self._flush_handle: asyncio.Handle | None = None
-        self._flush_soon = False  # the scheduled flush runs at the end of this loop turn
+        # Whether the scheduled flush is due at the end of this turn (uvloop's handles are
+        # not asyncio's classes, so the handle's type cannot tell).
+        self._flush_soon = False
         self._urgent = False  # something pending must leave at the end of this turn
         self._flushing: asyncio.Task[None] | None = None
         self.health = LinkHealth.UP
@@ -65,27 +68,25 @@ class Batcher:
         share one publish: each publish wakes Redis and the receiving worker, which on a
         shared core costs more than the Python around it. For what the receiver only
         uses at its next tick (forwarded inputs) the wait costs nothing it would see."""
-        items = self._pending.get(channel)
-        if items is None:
-            self._pending[channel] = [item]
-        else:
-            items.append(item)
+        self._append(channel, item)
         if self._flush_handle is None and self._flushing is None:
             self._arm()
 
     def send_now(self, channel: str, item: Any) -> None:
         """Leaves at the end of this loop turn, with everything pending: what a client
-        waits for (a tick's states, which all rooms of a rate produce in the same turn,
-        reliable messages, answers)."""
+        waits for (a tick's states, reliable messages, answers)."""
+        self._append(channel, item)
+        if not self._urgent:
+            self._urgent = True
+            if self._flushing is None:
+                self._arm()
+
+    def _append(self, channel: str, item: Any) -> None:
         items = self._pending.get(channel)
         if items is None:
             self._pending[channel] = [item]
         else:
             items.append(item)
-        if not self._urgent:
-            self._urgent = True
-            if self._flushing is None:
-                self._arm()
 
     def _arm(self) -> None:
         """Schedule the next flush, or bring the scheduled one forward to this turn."""
@@ -93,8 +94,8 @@ class Batcher:
         wait = 0.0 if self._urgent else self._last_flush + self._min_interval - loop.time()
         handle = self._flush_handle
         if handle is not None:
-            if self._flush_soon or wait > 0:
-                return
+            if wait > 0 or self._flush_soon:
+                return  # already due at the end of this turn, or deferred as it should be
             handle.cancel()
         self._flush_soon = wait <= 0
         if self._flush_soon:
@@ -107,9 +108,9 @@ class Batcher:
         self._urgent = False
         if self._flushing is not None or not self._pending:
             return  # the running flush arms the next one when it ends
-        pending = self._take()
+        batches, item_count = self._take()
         self._flushing = asyncio.get_running_loop().create_task(
-            self._send(*pending), name="cluster-publish"
+            self._send(batches, item_count), name="cluster-publish"
         )
 
     def _take(self) -> tuple[list[tuple[str, bytes]], int]:

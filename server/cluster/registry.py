@@ -37,7 +37,7 @@ MOVES = 3  # a join follows a room through at most this many takeovers
 class ClusterRegistry(RoomRegistry):
     """A worker's rooms plus its view of the cluster's."""
 
-    aligned_ticks = True  # an owner's states for a worker: one publish per tick
+    aligned_ticks = True  # an owner's states for a worker: one publish per tick phase
 
     def __init__(
         self,
