@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests.redis_support import RedisServer
-from tickrelay.server.cluster.batcher import Batcher, LinkHealth, redis_publisher
+from tickrelay.server.cluster.batcher import Batcher, LinkHealth
 from tickrelay.server.cluster.envelope import Batch, unpack_batch
+from tickrelay.server.cluster.redislink import Endpoint, PublishLink
 from tickrelay.server.cluster.sequence import Arrival, IncomingSequences
 
 
@@ -53,16 +54,24 @@ async def listener(client: aioredis.Redis) -> AsyncIterator[Listener]:
     await subscriber.close()
 
 
-class CountingPublish:
-    """The real Redis publisher, counting its round trips."""
+class CountingLink(PublishLink):
+    """The real Redis link, counting its writes (one per publish of a flush)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self._publish = redis_publisher(client)
+    def __init__(self, url: str) -> None:
+        super().__init__(Endpoint.from_url(url, timeout=1.0))
         self.calls = 0
 
-    async def __call__(self, batches: list[tuple[str, bytes]]) -> None:
-        self.calls += 1
-        await self._publish(batches)
+    def write(self, batches: list[tuple[str, bytes]]) -> bool:
+        written = super().write(batches)
+        self.calls += written
+        return written
+
+
+@pytest.fixture
+def link(redis_server: RedisServer) -> Iterator[CountingLink]:
+    publisher = CountingLink(redis_server.url)
+    yield publisher
+    publisher.close()
 
 
 async def settle(batcher: Batcher) -> None:
@@ -73,10 +82,9 @@ async def settle(batcher: Batcher) -> None:
 
 
 async def test_one_loop_turn_leaves_in_one_batch_per_destination(
-    client: aioredis.Redis, listener: Listener
+    link: CountingLink, listener: Listener
 ) -> None:
-    publish = CountingPublish(client)
-    batcher = Batcher("w1", 1, publish)
+    batcher = Batcher("w1", 1, link)
     for item in (b"s1", b"s2", b"s3"):
         batcher.send("to-a", item)
     batcher.send("to-b", b"e1")
@@ -84,14 +92,14 @@ async def test_one_loop_turn_leaves_in_one_batch_per_destination(
     got = dict([await listener.next(), await listener.next()])
     assert got["to-a"].items == [b"s1", b"s2", b"s3"]
     assert got["to-b"].items == [b"e1"]
-    assert publish.calls == 1  # both batches in one pipeline round trip
+    assert link.calls == 1  # both batches in one write
     await batcher.close()
 
 
 async def test_each_loop_turn_takes_the_next_sequence_number(
-    client: aioredis.Redis, listener: Listener
+    link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, redis_publisher(client))
+    batcher = Batcher("w1", 1, link)
     for turn in range(3):
         batcher.send("to-a", turn)
         await settle(batcher)
@@ -100,12 +108,12 @@ async def test_each_loop_turn_takes_the_next_sequence_number(
     await batcher.close()
 
 
-async def test_items_sent_during_a_publish_follow_in_the_next_batch_in_order(
-    client: aioredis.Redis, listener: Listener
+async def test_items_sent_while_a_flush_connects_follow_in_the_next_batch_in_order(
+    link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, redis_publisher(client))
+    batcher = Batcher("w1", 1, link)
     batcher.send("to-a", 1)
-    await asyncio.sleep(0)  # the first flush is now in flight
+    await asyncio.sleep(0)  # the first flush is now connecting
     batcher.send("to-a", 2)
     batcher.send("to-a", 3)
     await settle(batcher)
@@ -116,9 +124,9 @@ async def test_items_sent_during_a_publish_follow_in_the_next_batch_in_order(
 
 
 async def test_batches_published_while_redis_is_down_are_counted_lost_and_logged_once(
-    redis_server: RedisServer, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, link: CountingLink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    batcher = Batcher("w1", 1, redis_publisher(client))
+    batcher = Batcher("w1", 1, link)
     redis_server.kill()
     with caplog.at_level(logging.WARNING, logger="tickrelay.cluster"):
         for turn in range(3):
@@ -132,10 +140,9 @@ async def test_batches_published_while_redis_is_down_are_counted_lost_and_logged
 
 
 async def test_a_receiver_sees_what_a_redis_restart_lost_as_a_gap(
-    redis_server: RedisServer, client: aioredis.Redis
+    redis_server: RedisServer, client: aioredis.Redis, link: CountingLink
 ) -> None:
-    publisher = aioredis.Redis.from_url(redis_server.url, socket_timeout=1.0)
-    batcher = Batcher("w1", 1, redis_publisher(publisher))
+    batcher = Batcher("w1", 1, link)
     incoming = IncomingSequences()
     subscriber = Listener(client)
     await subscriber.start("to-a")
@@ -149,7 +156,7 @@ async def test_a_receiver_sees_what_a_redis_restart_lost_as_a_gap(
     await settle(batcher)  # fails (or lands nowhere: nobody is subscribed yet)
     received: list[Any] = []
     async with asyncio.timeout(10):
-        while not received:  # redis-py reconnects and resubscribes silently
+        while not received:  # the link reconnects on its next flush
             batcher.send("to-a", "after")
             await settle(batcher)
             with contextlib.suppress(TimeoutError, aioredis.ConnectionError):
@@ -160,7 +167,6 @@ async def test_a_receiver_sees_what_a_redis_restart_lost_as_a_gap(
     assert arrival.lost >= 1
     await batcher.close()
     await subscriber.close()
-    await publisher.aclose()
 
 
 async def flushed_once(batcher: Batcher, listener: Listener) -> None:
@@ -170,24 +176,23 @@ async def flushed_once(batcher: Batcher, listener: Listener) -> None:
 
 
 async def test_deferred_items_wait_for_the_flush_interval(
-    client: aioredis.Redis, listener: Listener
+    link: CountingLink, listener: Listener
 ) -> None:
-    publish = CountingPublish(client)
-    batcher = Batcher("w1", 1, publish, min_interval=0.2)
+    batcher = Batcher("w1", 1, link, min_interval=0.2)
     await flushed_once(batcher, listener)
     for item in (b"i1", b"i2", b"i3"):
         batcher.send("to-a", item)
         await asyncio.sleep(0.02)  # three loop turns, all inside the interval
-    assert publish.calls == 1
+    assert link.calls == 1
     assert (await listener.next())[1].items == [b"i1", b"i2", b"i3"]
-    assert publish.calls == 2
+    assert link.calls == 2
     await batcher.close()
 
 
 async def test_an_urgent_item_takes_the_deferred_ones_with_it_this_turn(
-    client: aioredis.Redis, listener: Listener
+    link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, redis_publisher(client), min_interval=5.0)
+    batcher = Batcher("w1", 1, link, min_interval=5.0)
     await flushed_once(batcher, listener)
     batcher.send("to-a", b"input")  # would wait five seconds
     batcher.send_now("to-b", b"state")
@@ -197,8 +202,8 @@ async def test_an_urgent_item_takes_the_deferred_ones_with_it_this_turn(
     await batcher.close()
 
 
-async def test_close_sends_what_is_pending(client: aioredis.Redis, listener: Listener) -> None:
-    batcher = Batcher("w1", 1, redis_publisher(client), min_interval=5.0)
+async def test_close_sends_what_is_pending(link: CountingLink, listener: Listener) -> None:
+    batcher = Batcher("w1", 1, link, min_interval=5.0)
     await flushed_once(batcher, listener)
     batcher.send("to-a", b"handover")  # a drain's last words, due in five seconds
     await batcher.close()

@@ -1,18 +1,19 @@
 """Batches per destination: a publish carries everything sent since the last one.
 
 An awaited ``PUBLISH`` per message costs 120-145 µs of client CPU, several times a whole
-message's budget. So sending only appends to the destination's list and schedules a flush:
+message's budget, and every publish wakes Redis and the receiving worker. So sending only
+appends to the destination's list and schedules a flush:
 ``send_now`` at the end of this loop turn (a tick's states: a cluster's rooms of one rate
 tick in a few shared phases, so one batch per destination carries a phase's states),
 ``send`` at most once per ``min_interval`` (forwarded inputs, which wait for the owner's
-next tick anyway). A flush
-sends one batch per destination, all in one pipeline round trip.
+next tick anyway). A flush writes one batch per destination, all in one write, and awaits
+nothing: the link asks Redis for no replies.
 
-One flush is in flight at a time, so batches to a destination leave in sequence order.
-Items sent meanwhile wait for the next flush. A failed publish loses its batches: they are
-counted, their sequence numbers are spent, and receivers see the gap (redis-py gives us no
-better guarantee across a Redis restart anyway). The failure is logged once per transition,
-not once per batch.
+Only a flush that has to (re)connect first runs as a task, and while it does, later items
+wait for it, so batches to a destination leave in sequence order. A batch that cannot be
+published is lost: it is counted, its sequence number is spent, and receivers see the gap
+(what a broken connection swallowed is lost the same way, without a count). The failure is
+logged once per transition, not once per batch.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from tickrelay.server.cluster.envelope import pack_batch
 from tickrelay.server.cluster.sequence import OutgoingSequences
@@ -31,7 +31,15 @@ log = logging.getLogger("tickrelay.cluster")
 
 CLOSE_TIMEOUT = 1.0
 
-Publish = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
+
+class Link(Protocol):
+    """Where batches go (``redislink.PublishLink``)."""
+
+    def write(self, batches: list[tuple[str, bytes]]) -> bool:
+        """Publish at once; False, with nothing written, when not connected."""
+
+    async def connect(self) -> None:
+        """Raises when the other side cannot be reached."""
 
 
 class LinkHealth(Enum):
@@ -42,12 +50,12 @@ class LinkHealth(Enum):
 class Batcher:
     """Collects items per destination channel; one flush carries them all."""
 
-    def __init__(self, source: str, boot: int, publish: Publish, min_interval: float = 0.0) -> None:
+    def __init__(self, source: str, boot: int, link: Link, min_interval: float = 0.0) -> None:
         self._source = source
         self._min_interval = min_interval
         self._last_flush = -min_interval
         self._boot = boot
-        self._publish = publish
+        self._link = link
         self._pending: dict[str, list[Any]] = {}
         self._sequences = OutgoingSequences()
         self._flush_handle: asyncio.Handle | None = None
@@ -55,7 +63,7 @@ class Batcher:
         # not asyncio's classes, so the handle's type cannot tell).
         self._flush_soon = False
         self._urgent = False  # something pending must leave at the end of this turn
-        self._flushing: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[None] | None = None  # a flush that connects first
         self.health = LinkHealth.UP
         self.turns = 0
         self.batches_sent = 0
@@ -107,10 +115,13 @@ class Batcher:
         self._flush_handle = None
         self._urgent = False
         if self._flushing is not None or not self._pending:
-            return  # the running flush arms the next one when it ends
+            return  # the connecting flush arms the next one when it ends
         batches, item_count = self._take()
+        if self._link.write(batches):
+            self._sent(batches)
+            return
         self._flushing = asyncio.get_running_loop().create_task(
-            self._send(batches, item_count), name="cluster-publish"
+            self._connect_and_send(batches, item_count), name="cluster-publish"
         )
 
     def _take(self) -> tuple[list[tuple[str, bytes]], int]:
@@ -124,9 +135,11 @@ class Batcher:
         ]
         return batches, sum(len(items) for items in pending.values())
 
-    async def _send(self, batches: list[tuple[str, bytes]], item_count: int) -> None:
+    async def _connect_and_send(self, batches: list[tuple[str, bytes]], item_count: int) -> None:
         try:
-            await self._publish(batches)
+            await self._link.connect()
+            if not self._link.write(batches):
+                raise ConnectionError("the connection to Redis closed at once")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -134,12 +147,16 @@ class Batcher:
             self.items_lost += item_count
             self._set_health(LinkHealth.DOWN, exc)
         else:
-            self.batches_sent += len(batches)
-            self._set_health(LinkHealth.UP, None)
+            self._sent(batches)
         finally:
             self._flushing = None
         if self._pending:
             self._arm()
+
+    def _sent(self, batches: list[tuple[str, bytes]]) -> None:
+        self.batches_sent += len(batches)
+        if self.health is not LinkHealth.UP:
+            self._set_health(LinkHealth.UP, None)
 
     def _set_health(self, health: LinkHealth, exc: Exception | None) -> None:
         if health is self.health:
@@ -158,7 +175,12 @@ class Batcher:
         await self._finish(self._flushing)
         self._flushing = None
         if self._pending:
-            await self._finish(asyncio.get_running_loop().create_task(self._send(*self._take())))
+            batches, item_count = self._take()
+            if self._link.write(batches):
+                self._sent(batches)
+            else:
+                loop = asyncio.get_running_loop()
+                await self._finish(loop.create_task(self._connect_and_send(batches, item_count)))
         self._pending.clear()
 
     @staticmethod
@@ -172,15 +194,3 @@ class Batcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def redis_publisher(client: Any) -> Publish:
-    """A ``Publish`` over redis.asyncio: every batch of a flush in one pipeline round trip."""
-
-    async def publish(batches: list[tuple[str, bytes]]) -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            for channel, data in batches:
-                pipe.publish(channel, data)
-            await pipe.execute()
-
-    return publish
