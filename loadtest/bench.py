@@ -195,7 +195,7 @@ async def run_step(
     port = free_port(HOST)
     log = opts.out_dir / "logs" / f"{spec.name}-{kind}-{rooms}.log"
     server = ServerProcess(spec, HOST, port, log, opts.pin)
-    cfg = step_config(opts, f"ws://{HOST}:{port}", rooms, **changes)
+    cfg = step_config(opts, server.url, rooms, **changes)
     console.print(
         f"[bold]{spec.name}[/] {kind}: {cfg.rooms} rooms, {cfg.connections} connections, "
         f"{cfg.input_hz:g} Hz, ~{cfg.window[1]:.0f} s ...",
@@ -211,7 +211,7 @@ async def run_step(
         rss0 = server.rss_bytes()
         probe = ServerProbe(server)
         result = await run_load(cfg, probe=probe)
-        exited = server.proc is None or server.proc.poll() is not None
+        exited = server.exited
     finally:
         server.stop()
     report = build_report(result)

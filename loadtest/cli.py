@@ -105,7 +105,10 @@ def run_parser() -> argparse.ArgumentParser:
         prog="tickrelay-loadtest [run]",
         description="Simulated players against a tickrelay (or compatible) server.",
     )
-    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8000", help="server base URL")
+    p.add_argument(
+        "url", nargs="?", default="ws://127.0.0.1:8000",
+        help="server base URL; several, comma-separated, take the rooms in turn",
+    )  # fmt: skip
     add_load_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--json", dest="json_path", type=Path, help="write the JSON report here")

@@ -82,9 +82,17 @@ class LoadConfig:
             raise ValueError("slow fraction must be within 0..1")
         if self.codec not in SUBPROTOCOLS:
             raise ValueError(f"unknown codec {self.codec!r}")
-        parts = urlsplit(self.url)
-        if parts.scheme != "ws" or not parts.hostname:
-            raise ValueError(f"only ws:// URLs are supported: {self.url!r}")
+        for url in self.urls:
+            parts = urlsplit(url)
+            if parts.scheme != "ws" or not parts.hostname:
+                raise ValueError(f"only ws:// URLs are supported: {url!r}")
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The servers: ``url`` may list several, comma-separated, and room ``r`` then goes
+        to the ``r % n``-th (independent servers side by side, as the bench's two-process
+        baseline needs, or the workers of a cluster reached without a proxy)."""
+        return tuple(u.strip() for u in self.url.split(","))
 
     @property
     def connections(self) -> int:
@@ -103,16 +111,14 @@ class LoadConfig:
         start = math.ceil(self.ramp_seconds + self.warmup)
         return start, start + math.ceil(self.duration)
 
-    @property
-    def host_port(self) -> tuple[str, int]:
-        """Where to connect."""
-        parts = urlsplit(self.url)
+    def host_port(self, server: int = 0) -> tuple[str, int]:
+        """Where to connect, for the rooms of the ``server``-th URL."""
+        parts = urlsplit(self.urls[server])
         return parts.hostname or "127.0.0.1", parts.port or 80
 
-    @property
-    def base_path(self) -> str:
+    def base_path(self, server: int = 0) -> str:
         """Path prefix before `/ws/rooms/{id}` (normally empty)."""
-        return urlsplit(self.url).path.rstrip("/")
+        return urlsplit(self.urls[server]).path.rstrip("/")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, the secret redacted."""

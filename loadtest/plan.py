@@ -41,7 +41,8 @@ def plan_seats(cfg: LoadConfig, worker: int) -> list[Seat]:
     """The seats worker `worker` drives, in connection order.
 
     Global index `g` runs room by room (rooms fill up one after the other during the ramp);
-    worker `w` takes every `g` with `g % workers == w`.
+    worker `w` takes every `g` with `g % workers == w`. Room `r` is served by URL
+    `r % len(cfg.urls)`.
     """
     per_room = cfg.players + cfg.spectators
     slow = slow_indices(cfg)
@@ -54,5 +55,5 @@ def plan_seats(cfg: LoadConfig, worker: int) -> list[Seat]:
         if cfg.secret is not None:
             rooms = [room] if cfg.token_rooms else None
             token = mint_token(cfg.secret, f"{cfg.room_prefix}-p{g}", ttl, rooms)
-        seats.append(Seat(g, room, m >= cfg.players, g in slow, token))
+        seats.append(Seat(g, room, m >= cfg.players, g in slow, token, r % len(cfg.urls)))
     return seats

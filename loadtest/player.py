@@ -35,6 +35,7 @@ class Seat:
     spectator: bool
     slow: bool
     token: str | None
+    server: int = 0  # which of the configured URLs serves the room
 
 
 class ConnectFailed(Exception):
@@ -104,7 +105,7 @@ class Player:
             query["resume"] = self.resume_token
         if self.seat.spectator:
             query["spectate"] = "1"
-        path = f"{self.cfg.base_path}/ws/rooms/{self.seat.room}"
+        path = f"{self.cfg.base_path(self.seat.server)}/ws/rooms/{self.seat.room}"
         return f"{path}?{urlencode(query)}" if query else path
 
     async def connect(self, resume: bool = False) -> float:
@@ -114,7 +115,7 @@ class Player:
         """
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        host, port = self.cfg.host_port
+        host, port = self.cfg.host_port(self.seat.server)
         self._welcomed = loop.create_future()
         self.tracker.reset_stream()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -111,6 +111,9 @@ class ServerSpec:
     #: Serve with a redis-server of its own (TICKRELAY_REDIS_URL), pinned to the same
     #: cores; its CPU and memory count as the server's.
     redis: bool = False
+    #: Independent copies, each on a port of its own and pinned alike; the load spreads
+    #: the rooms over them in turn. Their CPU and memory add up.
+    copies: int = 1
 
 
 TICKRELAY_ENV = {"TICKRELAY_LOG_LEVEL": "warning", "TICKRELAY_ROOM_CREATE_RATE": "1000000"}
@@ -153,6 +156,17 @@ SERVERS: dict[str, ServerSpec] = {
             env=TICKRELAY_ENV,
             metrics_path="/stats",
             default=False,
+        ),
+        ServerSpec(
+            "tickrelay-2proc",
+            "tickrelay, in-memory, 2 independent processes sharing the server core, rooms "
+            "alternating between them: what a second process costs before any sharing",
+            _module("tickrelay.server.cli", "serve"),
+            available=_tickrelay_available,
+            env=TICKRELAY_ENV,
+            metrics_path="/stats",
+            default=False,
+            copies=2,
         ),
         ServerSpec(
             "tickrelay-redis-1w",
@@ -214,9 +228,21 @@ class ServerProcess:
         self.ps: psutil.Process | None = None
         self.redis: RedisServer | None = None
         self.redis_ps: psutil.Process | None = None
+        self.copies = [
+            ServerProcess(replace(spec, copies=1), host, free_port(host),
+                          log.with_name(f"{log.stem}-copy{n}{log.suffix}"), pin)
+            for n in range(1, spec.copies)
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        """The load's URL: every copy's, comma-separated."""
+        return ",".join(f"ws://{s.host}:{s.port}" for s in (self, *self.copies))
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start and wait until the port accepts connections."""
+        """Start (each copy too) and wait until the ports accept connections."""
+        for copy in self.copies:
+            copy.start(timeout)
         argv = self.spec.argv(self.host, self.port)
         env = server_env(self.spec.env)
         if self.spec.redis:
@@ -253,14 +279,22 @@ class ServerProcess:
             time.sleep(0.1)
 
     def _tree(self) -> list[psutil.Process]:
-        """The server, its children (workers) and its own redis-server, if any."""
-        own_redis = [self.redis_ps] if self.redis_ps is not None else []
+        """The server, its children (workers), its own redis-server and its copies."""
+        others = [self.redis_ps] if self.redis_ps is not None else []
+        for copy in self.copies:
+            others.extend(copy._tree())
         if self.ps is None:
-            return own_redis
+            return others
         try:
-            return [self.ps, *self.ps.children(recursive=True), *own_redis]
+            return [self.ps, *self.ps.children(recursive=True), *others]
         except psutil.Error:
-            return own_redis
+            return others
+
+    @property
+    def exited(self) -> bool:
+        """Whether the server, or any copy, is gone."""
+        gone = self.proc is None or self.proc.poll() is not None
+        return gone or any(copy.exited for copy in self.copies)
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server and its children so far."""
@@ -292,6 +326,8 @@ class ServerProcess:
         proc = self.proc
         if proc is None:
             self._stop_redis()
+            for copy in self.copies:
+                copy.stop(grace)
             return
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -307,6 +343,8 @@ class ServerProcess:
             os.killpg(proc.pid, signal.SIGKILL)
         self.proc = None
         self._stop_redis()
+        for copy in self.copies:
+            copy.stop(grace)
 
     def _stop_redis(self) -> None:
         if self.redis is not None:

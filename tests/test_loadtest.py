@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -144,6 +145,23 @@ def test_server_process_leaves_nothing_behind(tmp_path: Path) -> None:
     server.stop()  # idempotent
     assert not reachable("127.0.0.1", server.port)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_two_process_baseline_serves_rooms_from_both_copies(tmp_path: Path) -> None:
+    server = start("tickrelay-2proc", tmp_path)
+    try:
+        (copy,) = server.copies
+        assert server.url == f"ws://127.0.0.1:{server.port},ws://127.0.0.1:{copy.port}"
+        rc, report, _, out = run_cli(server.url, tmp_path, "--rooms", "2", "--players", "2")
+        assert rc == 0, out
+        assert_sane(report, planned=4)
+        for port in (server.port, copy.port):  # one room each, nothing shared
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/rooms", timeout=5) as reply:
+                assert len(json.load(reply)) == 1
+    finally:
+        server.stop()
+    assert server.exited
+    assert not reachable("127.0.0.1", copy.port)
 
 
 def test_players_against_tickrelay_with_auth(tmp_path: Path) -> None:

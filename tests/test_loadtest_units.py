@@ -542,3 +542,18 @@ def test_profile_groups_sum_samples_by_the_kind_of_work() -> None:
         "cyclic GC": 25,
         "websockets (frame parsing, protocol)": 15,
     }
+
+
+def test_rooms_alternate_over_the_urls_of_several_servers() -> None:
+    cfg = LoadConfig(url="ws://127.0.0.1:9001, ws://127.0.0.1:9002/base", rooms=3, players=2)
+    seats = plan_seats(cfg, 0)
+    by_room = {seat.room: cfg.host_port(seat.server) for seat in seats}
+    ports = [by_room[room][1] for room in sorted(by_room)]
+    assert sorted(ports) == [9001, 9001, 9002]
+    assert {cfg.base_path(seat.server) for seat in seats} == {"", "/base"}
+    assert all(len({s.server for s in seats if s.room == room}) == 1 for room in by_room)
+
+
+def test_every_url_of_a_list_must_be_ws() -> None:
+    with pytest.raises(ValueError, match="only ws://"):
+        LoadConfig(url="ws://127.0.0.1:9001,http://127.0.0.1:9002")
