@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -93,3 +95,24 @@ async def test_undecodable_batches_are_counted_and_dropped(pair, redis_server) -
     a.send("b", "good")
     await until(lambda: inbox_b.items == ["good"])
     assert b.bad_batches == 1
+
+
+async def test_a_paused_redis_takes_the_publisher_down_with_the_subscription(
+    pair, redis_server: RedisServer
+) -> None:
+    a, _, b, inbox_b = pair
+    a.send("b", "before")
+    await until(lambda: inbox_b.items == ["before"])
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await until(lambda: a.health is BusHealth.DOWN, timeout=8)
+        a.send("b", "into the void")
+        await until(lambda: a.batcher.batches_lost >= 1, timeout=5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await until(lambda: a.health is BusHealth.UP and b.health is BusHealth.UP, timeout=10)
+    a.send("b", "after")
+    await until(lambda: "after" in inbox_b.items)
+    assert "into the void" not in inbox_b.items

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tests.redis_support import RedisServer
+from tests.redis_support import RedisServer, free_port
 from tickrelay.server.cluster.batcher import Batcher, LinkHealth
 from tickrelay.server.cluster.envelope import Batch, unpack_batch
 from tickrelay.server.cluster.redislink import Endpoint, PublishLink
@@ -208,3 +208,16 @@ async def test_close_sends_what_is_pending(link: CountingLink, listener: Listene
     batcher.send("to-a", b"handover")  # a drain's last words, due in five seconds
     await batcher.close()
     assert (await listener.next())[1].items == [b"handover"]
+
+
+async def test_close_leaves_no_publish_task_behind_when_redis_is_away() -> None:
+    link = PublishLink(Endpoint.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2))
+    batcher = Batcher("w1", 1, link)
+    batcher.send("to-a", b"nobody hears this")
+    await asyncio.sleep(0)  # the flush is connecting
+    await batcher.close()
+    await asyncio.sleep(0.3)
+    publishing = [t for t in asyncio.all_tasks() if t.get_name() == "cluster-publish"]
+    assert publishing == []
+    assert (batcher.batches_lost, batcher.items_lost) == (1, 1)
+    assert not link.connected

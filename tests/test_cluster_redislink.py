@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -138,3 +139,45 @@ async def test_a_paused_redis_is_noticed_by_its_pings_and_the_link_comes_back(
     finally:
         os.kill(pid, signal.SIGCONT)
         await subscription.stop()
+
+
+async def test_a_redis_that_refuses_us_is_an_error_at_connect_not_silence(
+    redis_server: RedisServer, admin: aioredis.Redis
+) -> None:
+    await admin.config_set("requirepass", "needed")
+    link = PublishLink(Endpoint.from_url(redis_server.url))  # no password in the URL
+    with pytest.raises(RespError, match="NOAUTH"):
+        await link.connect()
+    assert link.write([("c", b"x")]) is False
+
+
+async def test_a_refused_subscription_backs_off(
+    redis_server: RedisServer, admin: aioredis.Redis
+) -> None:
+    await admin.config_set("requirepass", "needed")
+    subscription = Subscription(redis_server.url, ["c"])
+    subscription.start()
+    await asyncio.sleep(1.5)
+    await subscription.stop()
+    assert 2 <= len(subscription.downs) <= 8  # 0.05, 0.1, 0.2, 0.5, 1 s: not 40 tries
+    assert subscription.ups == 0
+
+
+async def test_a_stalled_loop_is_not_taken_for_a_dead_redis(redis_server: RedisServer) -> None:
+    subscription = Subscription(redis_server.url, ["c"], timeout=0.5, ping_interval=0.1)
+    subscription.start()
+    try:
+        await until(lambda: subscription.ups == 1)
+        time.sleep(1.0)  # the whole loop blocks, pings included
+        await asyncio.sleep(0.5)
+        assert subscription.downs == []
+    finally:
+        await subscription.stop()
+
+
+async def test_a_closed_link_does_not_connect_again(redis_server: RedisServer) -> None:
+    link = PublishLink(Endpoint.from_url(redis_server.url))
+    link.close()
+    with pytest.raises(ConnectionError):
+        await link.connect()
+    assert not link.connected

@@ -54,3 +54,13 @@ def test_bytes_that_are_not_resp_are_a_protocol_violation(garbage: bytes) -> Non
 def test_a_bulk_string_over_the_bound_is_refused_before_it_is_buffered() -> None:
     with pytest.raises(ProtocolViolation):
         RespReader(max_bulk=10).feed(b"$11\r\n")
+
+
+def test_a_bulk_string_must_end_in_crlf() -> None:
+    with pytest.raises(ProtocolViolation):
+        RespReader().feed(b"$3\r\nabcXY")
+
+
+def test_arrays_nested_past_any_reply_of_redis_are_refused() -> None:
+    with pytest.raises(ProtocolViolation):
+        RespReader().feed(b"*1\r\n" * 50 + b":1\r\n")

@@ -64,6 +64,7 @@ class Batcher:
         self._flush_soon = False
         self._urgent = False  # something pending must leave at the end of this turn
         self._flushing: asyncio.Task[None] | None = None  # a flush that connects first
+        self._closing = False  # no new flush is scheduled once close() began
         self.health = LinkHealth.UP
         self.turns = 0
         self.batches_sent = 0
@@ -98,6 +99,8 @@ class Batcher:
 
     def _arm(self) -> None:
         """Schedule the next flush, or bring the scheduled one forward to this turn."""
+        if self._closing:
+            return
         loop = asyncio.get_running_loop()
         wait = 0.0 if self._urgent else self._last_flush + self._min_interval - loop.time()
         handle = self._flush_handle
@@ -141,10 +144,10 @@ class Batcher:
             if not self._link.write(batches):
                 raise ConnectionError("the connection to Redis closed at once")
         except asyncio.CancelledError:
+            self._lost(batches, item_count)
             raise
         except Exception as exc:
-            self.batches_lost += len(batches)
-            self.items_lost += item_count
+            self._lost(batches, item_count)
             self._set_health(LinkHealth.DOWN, exc)
         else:
             self._sent(batches)
@@ -152,6 +155,10 @@ class Batcher:
             self._flushing = None
         if self._pending:
             self._arm()
+
+    def _lost(self, batches: list[tuple[str, bytes]], item_count: int) -> None:
+        self.batches_lost += len(batches)
+        self.items_lost += item_count
 
     def _sent(self, batches: list[tuple[str, bytes]]) -> None:
         self.batches_sent += len(batches)
@@ -169,6 +176,7 @@ class Batcher:
 
     async def close(self) -> None:
         """Send what is pending (a drain's last words: handovers), each step bounded."""
+        self._closing = True
         handle, self._flush_handle = self._flush_handle, None
         if handle is not None:
             handle.cancel()

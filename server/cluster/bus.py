@@ -119,6 +119,10 @@ class Bus:
         self._set_health(BusHealth.UP, None)
 
     def _down(self, exc: BaseException) -> None:
+        """The subscription is the only one to hear Redis: when it stops answering, the
+        publishing connection (which gets no replies) is dropped too, so flushes count
+        their batches lost rather than fill a dead socket."""
+        self._publisher.drop()
         self._set_health(BusHealth.DOWN, exc)
 
     def _set_health(self, health: BusHealth, exc: BaseException | None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from tickrelay.server.cluster.resp import (
     command,
     publish_commands,
 )
+
+log = logging.getLogger("tickrelay.cluster")
 
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)
 PING = command("PING")
@@ -54,12 +57,7 @@ class Endpoint:
     def from_url(cls, url: str, timeout: float = 2.0) -> Endpoint:
         """The URL forms redis-py accepts (``redis://``, ``rediss://``, ``unix://``)."""
         options = parse_url(url)
-        tls = None
-        if options.get("connection_class") is SSLConnection:
-            tls = ssl.create_default_context()
-            if options.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
-                tls.check_hostname = False
-                tls.verify_mode = ssl.CERT_NONE
+        tls = _tls_context(options) if options.get("connection_class") is SSLConnection else None
         return cls(
             host=options.get("host", "127.0.0.1"),
             port=int(options.get("port", 6379)),
@@ -71,8 +69,9 @@ class Endpoint:
         )
 
     async def connect(self, on_push: OnReply | None = None) -> RespConnection:
-        """A logged-in connection, within ``timeout``; replies nobody waits for go to
-        ``on_push``."""
+        """A logged-in connection that answered a ``PING``, within ``timeout``; replies
+        nobody waits for go to ``on_push``. Refusals (``NOAUTH``, ``WRONGPASS``, a full
+        server) raise ``RespError`` here, not later as silence."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
             if self.path is not None:
@@ -83,17 +82,38 @@ class Endpoint:
                 _, connection = await loop.create_connection(
                     lambda: RespConnection(on_push), self.host, self.port, ssl=self.tls
                 )
-            if self.password is not None:
-                login = (self.username, self.password) if self.username else (self.password,)
-                try:
-                    (answer,) = await connection.request(command("AUTH", *login), 1)
-                except BaseException:
-                    connection.abort()
-                    raise
-                if isinstance(answer, RespError):
-                    connection.abort()
-                    raise answer
+            try:
+                await self._check(connection)
+            except BaseException:
+                connection.abort()
+                raise
         return connection
+
+    async def _check(self, connection: RespConnection) -> None:
+        hello = [PING]
+        if self.password is not None:
+            login = (self.username, self.password) if self.username else (self.password,)
+            hello.insert(0, command("AUTH", *login))
+        for answer in await connection.request(b"".join(hello), len(hello)):
+            if isinstance(answer, RespError):
+                raise answer
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS options of a ``rediss://`` URL that redis-py's own client honours too, so
+    the bus and the rest of the cluster's Redis traffic trust the same server."""
+    tls = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        tls.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    requirement = str(options.get("ssl_cert_reqs", "required")).lower()
+    check_hostname = str(options.get("ssl_check_hostname", "true")).lower() not in ("false", "0")
+    if requirement in ("none", str(ssl.CERT_NONE)) or not check_hostname:
+        tls.check_hostname = False
+    if requirement in ("none", str(ssl.CERT_NONE)):
+        tls.verify_mode = ssl.CERT_NONE
+    elif requirement in ("optional", str(ssl.CERT_OPTIONAL)):
+        tls.verify_mode = ssl.CERT_OPTIONAL
+    return tls
 
 
 class RespConnection(asyncio.Protocol):
@@ -176,16 +196,18 @@ class PublishLink:
 
     The connection asks Redis for no replies (``CLIENT REPLY OFF``): a reply per publish
     would wake this worker once more per batch, only to say how many subscribers got it,
-    which nobody reads. Losses are the receivers' sequence gaps; a broken connection shows
-    on the next write, and a Redis that stops reading shows as a send buffer that grows
-    past ``max_buffered``, which drops the connection (its batches are then lost, and the
-    next flush reconnects)."""
+    which nobody reads. Losses are the receivers' sequence gaps. A broken connection shows
+    on the next write; a Redis that stops answering shows on the bus's subscription, which
+    then ``drop``s this connection too (nothing comes back here to notice it by); a send
+    buffer past ``max_buffered`` drops it as well. Its batches are then lost, and the next
+    flush reconnects."""
 
     def __init__(self, endpoint: Endpoint, max_buffered: int = 8 * 1024 * 1024) -> None:
         self._endpoint = endpoint
         self._max_buffered = max_buffered
         self._connection: RespConnection | None = None
-        self.error_replies = 0  # from a Redis that refused REPLY OFF and then a publish
+        self._closed = False
+        self.error_replies = 0
 
     @property
     def connected(self) -> bool:
@@ -196,35 +218,54 @@ class PublishLink:
         connection = self._connection
         if connection is None or not connection.is_open:
             return False
-        connection.write(publish_commands(batches))
+        try:
+            connection.write(publish_commands(batches))
+        except (ConnectionError, RuntimeError):
+            connection.abort()
+            return False
         if connection.buffered > self._max_buffered:
             connection.abort()
         return True
 
     async def connect(self) -> None:
-        """Raises (``OSError``, ``TimeoutError``, ``RespError``) when Redis is not there."""
+        """Raises (``OSError``, ``TimeoutError``, ``RespError``) when Redis is not there,
+        refuses us, or this link is closed."""
+        if self._closed:
+            raise ConnectionError("the publishing link is closed")
         if self.connected:
             return
         connection = await self._endpoint.connect(self._replied)
+        if self._closed:  # closed while connecting
+            connection.abort()
+            raise ConnectionError("the publishing link is closed")
         connection.write(REPLY_OFF)
         self._connection = connection
 
     def _replied(self, reply: Any) -> None:
-        """Only a Redis that kept replying gets here; errors are counted, the rest dropped."""
+        """Only a Redis that kept replying gets here. An error (a publish refused) makes
+        the connection useless: drop it, so the next flush connects and says why."""
         if isinstance(reply, RespError):
             self.error_replies += 1
+            self.drop()
 
-    def close(self) -> None:
+    def drop(self) -> None:
+        """Abort the connection; the next flush opens a new one."""
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.abort()
+
+    def close(self) -> None:
+        self._closed = True
+        self.drop()
 
 
 class SubscribeLink:
     """Stays subscribed to ``channels``: reconnects with back-off, pings when idle.
 
     ``on_message(data)`` gets each message's payload; ``on_up()`` follows every
-    (re)subscription, ``on_down(exc)`` every lost or failed connection."""
+    (re)subscription, ``on_down(exc)`` every lost or failed connection. The back-off
+    grows until a subscription is confirmed, so a Redis that refuses us (no password, a
+    full server) is asked less and less often."""
 
     def __init__(
         self,
@@ -243,40 +284,45 @@ class SubscribeLink:
         self._ping_interval = ping_interval
         self._connection: RespConnection | None = None
         self._refused: RespError | None = None
+        self._failures = 0
 
     async def run(self) -> None:
         """Until cancelled: the bus's reader task."""
-        failures = 0
         while True:
             try:
                 connection = await self._endpoint.connect(self._pushed)
             except (OSError, TimeoutError, RespError) as exc:
                 self._on_down(exc)
-                await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
-                failures += 1
-                continue
-            failures = 0
-            self._connection, self._refused = connection, None
-            try:
-                connection.write(command("SUBSCRIBE", *self._channels))
-                await self._watch(connection)
-            except (OSError, TimeoutError) as exc:
-                self._on_down(self._refused or exc)
-            finally:
-                connection.abort()
-                self._connection = None
-            await asyncio.sleep(RETRY_DELAYS[0])
+            else:
+                self._connection, self._refused = connection, None
+                try:
+                    connection.write(command("SUBSCRIBE", *self._channels))
+                    await self._watch(connection)
+                except (OSError, TimeoutError) as exc:
+                    self._on_down(self._refused or exc)
+                finally:
+                    connection.abort()
+                    self._connection = None
+            await asyncio.sleep(RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)])
+            self._failures += 1
 
     async def _watch(self, connection: RespConnection) -> None:
-        """Returns never: raises when the connection is lost or stops answering pings."""
+        """Returns never: raises when the connection is lost or a ping stays unanswered
+        for ``timeout``. Only an unanswered ping counts: a loop that stalled (and so sent
+        no ping) must not take a healthy subscription for a dead one."""
         loop = asyncio.get_running_loop()
+        ping_sent: float | None = None
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._ping_interval):
                     await asyncio.shield(connection.lost)
-            if loop.time() - connection.last_received > self._endpoint.timeout:
-                raise TimeoutError("Redis stopped answering the subscription's pings")
+            now = loop.time()
+            if ping_sent is not None and connection.last_received < ping_sent:
+                if now - ping_sent > self._endpoint.timeout:
+                    raise TimeoutError("Redis stopped answering the subscription's pings")
+                continue  # the ping is still on its way
             connection.write(PING)
+            ping_sent = now
 
     def _pushed(self, reply: Any) -> None:
         if isinstance(reply, RespError):  # refused (ACL, a replica in a bad state): retry
@@ -288,6 +334,10 @@ class SubscribeLink:
             return  # a stray status line (cannot happen while subscribed)
         kind = reply[0]
         if kind == b"message" and len(reply) == 3:
-            self._on_message(reply[2])
+            try:
+                self._on_message(reply[2])
+            except Exception:  # one bad batch must not cost the others of this read
+                log.exception("handling a batch from Redis failed")
         elif kind == b"subscribe":
+            self._failures = 0
             self._on_up()

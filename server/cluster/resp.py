@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 CRLF = b"\r\n"
+MAX_DEPTH = 8  # what the bus reads nests two deep; more is not Redis talking
 
 
 class RespError(Exception):
@@ -55,7 +56,9 @@ class RespReader:
     """Turns received bytes into replies, however the stream was cut.
 
     Values: ``bytes`` (bulk and status strings), ``int``, ``None`` (null bulk or array),
-    ``list`` (arrays, nested), ``RespError``.
+    ``list`` (arrays, nested), ``RespError``. An incomplete array is parsed again from its
+    start on the next feed: cheap for what the bus reads (arrays of three), quadratic for
+    huge arrays, which it never asks for.
     """
 
     def __init__(self, max_bulk: int = 512 * 1024 * 1024) -> None:
@@ -85,7 +88,9 @@ class RespReader:
             raise _Incomplete
         return bytes(buffer[position:end]), end + 2
 
-    def _value(self, buffer: bytearray, position: int) -> tuple[Any, int]:
+    def _value(self, buffer: bytearray, position: int, depth: int = 0) -> tuple[Any, int]:
+        if depth > MAX_DEPTH:
+            raise ProtocolViolation("arrays nested too deep")
         line, position = self._line(buffer, position)
         if not line:
             raise ProtocolViolation("empty RESP line")
@@ -99,6 +104,8 @@ class RespReader:
             end = position + size
             if len(buffer) < end + 2:
                 raise _Incomplete
+            if buffer[end : end + 2] != CRLF:
+                raise ProtocolViolation("bulk string not followed by CRLF")
             return bytes(buffer[position:end]), end + 2
         if kind == b"*":
             count = self._int(rest)
@@ -106,7 +113,7 @@ class RespReader:
                 return None, position
             items = []
             for _ in range(count):
-                item, position = self._value(buffer, position)
+                item, position = self._value(buffer, position, depth + 1)
                 items.append(item)
             return items, position
         if kind == b":":
