@@ -221,3 +221,26 @@ async def test_close_leaves_no_publish_task_behind_when_redis_is_away() -> None:
     assert publishing == []
     assert (batcher.batches_lost, batcher.items_lost) == (1, 1)
     assert not link.connected
+
+
+async def test_close_schedules_no_flush_after_a_failed_connect() -> None:
+    """A connect that fails while close() waits for it must not start another flush
+    (which close() would leave running): what is pending is close()'s to send."""
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, reads, answers nothing (not even the PING)
+        writer.close()
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    link = PublishLink(Endpoint.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.3))
+    batcher = Batcher("w1", 1, link)
+    batcher.send("to-a", b"first")
+    await asyncio.sleep(0)  # the flush is connecting, and will time out during close()
+    batcher.send("to-a", b"second")  # waits for it
+    await batcher.close()
+    publishing = [t for t in asyncio.all_tasks() if t.get_name() == "cluster-publish"]
+    assert publishing == []
+    assert (batcher.batches_lost, batcher.items_lost) == (2, 2)
+    silent.close()
+    await silent.wait_closed()

@@ -119,11 +119,16 @@ class Batcher:
         self._urgent = False
         if self._flushing is not None or not self._pending:
             return  # the connecting flush arms the next one when it ends
-        batches, item_count = self._take()
+        self._flushing = self._publish(*self._take())
+
+    def _publish(
+        self, batches: list[tuple[str, bytes]], item_count: int
+    ) -> asyncio.Task[None] | None:
+        """Write now; only when the link must connect first, the task that does."""
         if self._link.write(batches):
             self._sent(batches)
-            return
-        self._flushing = asyncio.get_running_loop().create_task(
+            return None
+        return asyncio.get_running_loop().create_task(
             self._connect_and_send(batches, item_count), name="cluster-publish"
         )
 
@@ -183,12 +188,7 @@ class Batcher:
         await self._finish(self._flushing)
         self._flushing = None
         if self._pending:
-            batches, item_count = self._take()
-            if self._link.write(batches):
-                self._sent(batches)
-            else:
-                loop = asyncio.get_running_loop()
-                await self._finish(loop.create_task(self._connect_and_send(batches, item_count)))
+            await self._finish(self._publish(*self._take()))
         self._pending.clear()
 
     @staticmethod

@@ -60,6 +60,8 @@ class Bus:
     ) -> None:
         self.worker_id = worker_id
         self.channel = worker_channel(worker_id)
+        # RESP2 pinned: the protocol leases, checkpoints and the directory were written and
+        # tested against, whatever redis-py's default becomes.
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=1,
             protocol=2,
@@ -102,6 +104,10 @@ class Bus:
         await self.batcher.close()
         self._publisher.close()
         await self.client.aclose()
+
+    @property
+    def publishes_refused(self) -> int:
+        return self._publisher.error_replies
 
     def _dispatch(self, data: bytes) -> None:
         try:

@@ -140,6 +140,7 @@ class ClusterNode:
             "peers": len(self.peers),
             "batches_sent": batcher.batches_sent,
             "batches_lost_sending": batcher.batches_lost,
+            "publishes_refused": self.bus.publishes_refused,
             "batches_lost_receiving": self.lost_batches,
             "resyncs": sum(remote.resyncs for remote in self.remote.values()),
             "bad_items": self.bad_items + self.bus.bad_batches,

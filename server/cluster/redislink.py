@@ -14,7 +14,6 @@ what the per-link sequence numbers are for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections import deque
@@ -207,7 +206,7 @@ class PublishLink:
         self._max_buffered = max_buffered
         self._connection: RespConnection | None = None
         self._closed = False
-        self.error_replies = 0
+        self.error_replies = 0  # publishes Redis refused (it kept replying): /stats
 
     @property
     def connected(self) -> bool:
@@ -218,11 +217,7 @@ class PublishLink:
         connection = self._connection
         if connection is None or not connection.is_open:
             return False
-        try:
-            connection.write(publish_commands(batches))
-        except (ConnectionError, RuntimeError):
-            connection.abort()
-            return False
+        connection.write(publish_commands(batches))
         if connection.buffered > self._max_buffered:
             connection.abort()
         return True
@@ -313,9 +308,9 @@ class SubscribeLink:
         loop = asyncio.get_running_loop()
         ping_sent: float | None = None
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._ping_interval):
-                    await asyncio.shield(connection.lost)
+            await asyncio.wait([connection.lost], timeout=self._ping_interval)
+            if connection.lost.done():
+                connection.lost.result()  # raises the ConnectionError it ended with
             now = loop.time()
             if ping_sent is not None and connection.last_received < ping_sent:
                 if now - ping_sent > self._endpoint.timeout:

@@ -39,13 +39,7 @@ def command(*args: bytes | str | int) -> bytes:
 
 def publish_commands(batches: Iterable[tuple[str, bytes]]) -> bytes:
     """Several ``PUBLISH`` commands in one buffer: one write, one syscall."""
-    parts = []
-    for channel, data in batches:
-        name = channel.encode()
-        parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(name), name, len(data)))
-        parts.append(data)
-        parts.append(CRLF)
-    return b"".join(parts)
+    return b"".join(command("PUBLISH", channel, data) for channel, data in batches)
 
 
 class _Incomplete(Exception):
