@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=256)
     redis_url: str | None = None
     cluster_flush_ms: float = Field(5.0, ge=0, le=100)
+    # Forwarded inputs reach a room's owner this long before its tick: more than a round
+    # trip through Redis between two workers (on one host well under a millisecond).
+    cluster_input_lead_ms: float = Field(3.0, ge=0, le=100)
     # A dead worker's lease lapses after this; its rooms are taken over soon after.
     cluster_lease_ms: float = Field(2000.0, ge=300, le=60000)
     # A room's state is saved at most this often while it changes (its roster at once).

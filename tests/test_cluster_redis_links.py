@@ -202,6 +202,45 @@ async def test_an_urgent_item_takes_the_deferred_ones_with_it_this_turn(
     await batcher.close()
 
 
+async def test_items_due_by_one_time_leave_together_then_and_not_before(
+    link: CountingLink, listener: Listener
+) -> None:
+    batcher = Batcher("w1", 1, link, min_interval=0.0)
+    await flushed_once(batcher, listener)
+    due = asyncio.get_running_loop().time() + 0.15  # an owner's next tick, less the lead
+    for item in (b"i1", b"i2", b"i3"):
+        batcher.send_by("to-a", item, due)
+        await asyncio.sleep(0.02)  # three loop turns, each of which could have flushed
+    assert link.calls == 1
+    assert (await listener.next())[1].items == [b"i1", b"i2", b"i3"]
+    assert asyncio.get_running_loop().time() >= due - 0.002  # the loop clock is in ms
+    assert link.calls == 2
+    await batcher.close()
+
+
+async def test_an_earlier_due_time_brings_the_flush_forward(
+    link: CountingLink, listener: Listener
+) -> None:
+    batcher = Batcher("w1", 1, link, min_interval=5.0)
+    await flushed_once(batcher, listener)
+    now = asyncio.get_running_loop().time()
+    batcher.send("to-a", b"event")  # would wait five seconds
+    batcher.send_by("to-a", b"input", now + 0.05)
+    assert (await listener.next(timeout=1.0))[1].items == [b"event", b"input"]
+    await batcher.close()
+
+
+async def test_an_urgent_item_takes_the_items_due_later_with_it(
+    link: CountingLink, listener: Listener
+) -> None:
+    batcher = Batcher("w1", 1, link, min_interval=5.0)
+    await flushed_once(batcher, listener)
+    batcher.send_by("to-a", b"input", asyncio.get_running_loop().time() + 5.0)
+    batcher.send_now("to-a", b"state")
+    assert (await listener.next(timeout=1.0))[1].items == [b"input", b"state"]
+    await batcher.close()
+
+
 async def test_close_sends_what_is_pending(link: CountingLink, listener: Listener) -> None:
     batcher = Batcher("w1", 1, link, min_interval=5.0)
     await flushed_once(batcher, listener)

@@ -51,10 +51,10 @@ def test_the_time_a_step_takes_does_not_shift_the_next_ticks() -> None:
 
 
 def test_aligned_rooms_made_at_different_times_tick_at_the_same_instants() -> None:
-    clock = ManualClock(start=100.0 + PERIOD * 0.26)
+    clock = ManualClock(start=100.0 + PERIOD * 0.01)
     first = Recorder(clock)
     TickLoop(RATE, first.step, first.is_busy, TickStats(), clock, aligned=True).start()
-    clock.advance(PERIOD / TICK_PHASES * 0.8)  # within the same phase: 0.26 to 0.46
+    clock.advance(PERIOD / TICK_PHASES * 0.8)  # within the same phase
     second = Recorder(clock)
     TickLoop(RATE, second.step, second.is_busy, TickStats(), clock, aligned=True).start()
     clock.advance(5 * PERIOD)
@@ -70,7 +70,7 @@ def test_aligned_rooms_tick_in_a_few_phases_per_period() -> None:
         recorder = Recorder(clock)
         TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock, aligned=True).start()
         recorders.append(recorder)
-        clock.advance(PERIOD / 12)
+        clock.advance(PERIOD / (3 * TICK_PHASES))  # made over one whole period
     clock.advance(3 * PERIOD)
     instants = {round(at % PERIOD, 9) for recorder in recorders for _, at, _ in recorder.ran}
     assert len(instants) == TICK_PHASES

@@ -2,12 +2,15 @@
 
 An awaited ``PUBLISH`` per message costs 120-145 µs of client CPU, several times a whole
 message's budget, and every publish wakes Redis and the receiving worker. So sending only
-appends to the destination's list and schedules a flush:
-``send_now`` at the end of this loop turn (a tick's states: a cluster's rooms of one rate
-tick in a few shared phases, so one batch per destination carries a phase's states),
-``send`` at most once per ``min_interval`` (forwarded inputs, which wait for the owner's
-next tick anyway). A flush writes one batch per destination, all in one write, and awaits
-nothing: the link asks Redis for no replies.
+appends to the destination's list and schedules a flush, for the earliest time something
+pending must leave: ``send_now`` at the end of this loop turn (a tick's states: a cluster's
+rooms of one rate tick in a few shared phases, so one batch per destination carries a
+phase's states), ``send_by`` at a given time (forwarded inputs, which leave just ahead of
+the owner's next tick, so the inputs for a phase's rooms share one publish), ``send`` at
+most once per ``min_interval`` (what a room takes at once but nobody waits for to the
+millisecond: joins, events, leaves). A flush takes everything pending, whatever its due
+time, and writes one batch per destination, all in one write, awaiting nothing: the link
+asks Redis for no replies.
 
 Only a flush that has to (re)connect first runs as a task, and while it does, later items
 wait for it, so batches to a destination leave in sequence order. A batch that cannot be
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from enum import Enum
 from typing import Any, Protocol
 
@@ -30,6 +34,8 @@ from tickrelay.server.cluster.sequence import OutgoingSequences
 log = logging.getLogger("tickrelay.cluster")
 
 CLOSE_TIMEOUT = 1.0
+SOON = -math.inf  # due at the end of this loop turn
+NOTHING = math.inf  # nothing pending
 
 
 class Link(Protocol):
@@ -59,10 +65,9 @@ class Batcher:
         self._pending: dict[str, list[Any]] = {}
         self._sequences = OutgoingSequences()
         self._flush_handle: asyncio.Handle | None = None
-        # Whether the scheduled flush is due at the end of this turn (uvloop's handles are
-        # not asyncio's classes, so the handle's type cannot tell).
-        self._flush_soon = False
-        self._urgent = False  # something pending must leave at the end of this turn
+        # When the earliest pending item must leave (loop time; SOON: at the end of this
+        # turn). The flush is armed for then, except while a connecting flush runs.
+        self._due_at = NOTHING
         self._flushing: asyncio.Task[None] | None = None  # a flush that connects first
         self._closing = False  # no new flush is scheduled once close() began
         self.health = LinkHealth.UP
@@ -75,20 +80,26 @@ class Batcher:
         """Leaves with the next flush: at the end of this loop turn, or ``min_interval``
         after the last flush if that is later. Under load the messages of several turns
         share one publish: each publish wakes Redis and the receiving worker, which on a
-        shared core costs more than the Python around it. For what the receiver only
-        uses at its next tick (forwarded inputs) the wait costs nothing it would see."""
+        shared core costs more than the Python around it."""
         self._append(channel, item)
-        if self._flush_handle is None and self._flushing is None:
-            self._arm()
+        due = self._last_flush + self._min_interval
+        if due < self._due_at:
+            self._due(due)
+
+    def send_by(self, channel: str, item: Any, due: float) -> None:
+        """Leaves at ``due`` (loop time) at the latest, with any flush before: what the
+        receiver only uses at an instant both sides know (forwarded inputs, at the owner's
+        next tick), so everything due then shares one publish."""
+        self._append(channel, item)
+        if due < self._due_at:
+            self._due(due)
 
     def send_now(self, channel: str, item: Any) -> None:
         """Leaves at the end of this loop turn, with everything pending: what a client
         waits for (a tick's states, reliable messages, answers)."""
         self._append(channel, item)
-        if not self._urgent:
-            self._urgent = True
-            if self._flushing is None:
-                self._arm()
+        if self._due_at != SOON:
+            self._due(SOON)
 
     def _append(self, channel: str, item: Any) -> None:
         items = self._pending.get(channel)
@@ -97,29 +108,33 @@ class Batcher:
         else:
             items.append(item)
 
+    def _due(self, at: float) -> None:
+        """Something pending must leave at ``at``, sooner than anything else pending."""
+        self._due_at = at
+        if self._flushing is None:
+            self._arm()
+
     def _arm(self) -> None:
-        """Schedule the next flush, or bring the scheduled one forward to this turn."""
-        if self._closing:
+        """Schedule the flush for ``_due_at`` (the one armed before was for later)."""
+        if self._closing or self._due_at == NOTHING:
             return
-        loop = asyncio.get_running_loop()
-        wait = 0.0 if self._urgent else self._last_flush + self._min_interval - loop.time()
         handle = self._flush_handle
         if handle is not None:
-            if wait > 0 or self._flush_soon:
-                return  # already due at the end of this turn, or deferred as it should be
             handle.cancel()
-        self._flush_soon = wait <= 0
-        if self._flush_soon:
-            self._flush_handle = loop.call_soon(self._flush)
-        else:
+        loop = asyncio.get_running_loop()
+        wait = self._due_at - loop.time()
+        if wait > 0:
             self._flush_handle = loop.call_later(wait, self._flush)
+        else:
+            self._due_at = SOON
+            self._flush_handle = loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
-        self._urgent = False
-        if self._flushing is not None or not self._pending:
-            return  # the connecting flush arms the next one when it ends
-        self._flushing = self._publish(*self._take())
+        if self._flushing is None:  # else the connecting flush arms the next one
+            self._due_at = NOTHING
+            if self._pending:
+                self._flushing = self._publish(*self._take())
 
     def _publish(
         self, batches: list[tuple[str, bytes]], item_count: int
@@ -135,6 +150,7 @@ class Batcher:
     def _take(self) -> tuple[list[tuple[str, bytes]], int]:
         """Pack what is pending, one batch per destination, each with its next sequence."""
         pending, self._pending = self._pending, {}
+        self._due_at = NOTHING
         self._last_flush = asyncio.get_running_loop().time()
         self.turns += 1  # what was sent so far is packed now: later items start new ones
         batches = [

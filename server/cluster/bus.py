@@ -92,6 +92,10 @@ class Bus:
         """With the next flush, within ``flush_interval``: what waits for a tick anyway."""
         self.batcher.send(worker_channel(worker_id), item)
 
+    def forward_by(self, worker_id: str, item: Any, due: float) -> None:
+        """At ``due`` (loop time) at the latest: forwarded inputs, for the owner's tick."""
+        self.batcher.send_by(worker_channel(worker_id), item, due)
+
     def broadcast(self, item: Any) -> None:
         self.batcher.send_now(CONTROL, item)
 

@@ -15,7 +15,7 @@ Shapes (``room`` is the room id):
 - INPUT (room, mid, seq, d, room_patch | None) / EVENT (room, mid, d, to | None)
 - LEAVE (room, mid) / ENDED (room, mid, leave_reason | None: None is a drop)
 - RESYNC (room): the sender's mirror lost the chain; the owner answers with a SNAP
-- JOINED (room, epoch, mid, pid) / REFUSED (room, mid, code, reason)
+- JOINED (room, epoch, mid, pid, tick rate) / REFUSED (room, mid, code, reason)
 - STATE (room, epoch, packed delta) / SNAP (room, epoch, packed snap): for every member
 - PIN (room, epoch, mid): give ``mid`` the frame you hold (a join between two ticks)
 - RELIABLE (room, epoch, packed message, [mid, ...]) / CLOSE (room, epoch, mid, code, reason)

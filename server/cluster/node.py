@@ -83,6 +83,7 @@ class ClusterNode:
         let_go: LetGo,
         operations: dict[str, Operation],
         flush_interval: float = 0.0,
+        input_lead: float = 0.003,
         lease_ttl: float = 2.0,
         checkpoint_interval: float = 1.0,
         checkpoint_ttl: float = 120.0,
@@ -121,7 +122,9 @@ class ClusterNode:
         self.lost_batches = 0
         self.bad_items = 0
         self.send = self.bus.send  # owner fan-out, answers, control: this loop turn
-        self.forward = self.bus.forward  # a remote room's joins and inputs: next flush
+        self.forward = self.bus.forward  # a remote room's joins, events, leaves: next flush
+        self.forward_by = self.bus.forward_by  # its inputs: ahead of the owner's tick
+        self.input_lead = input_lead
         self._turn = lambda: self.bus.batcher.turns
         self._handlers = self._handler_table()
 
@@ -247,7 +250,11 @@ class ClusterNode:
     def remote_room(self, room_id: str, owner: str, epoch: int) -> RemoteRoom:
         room = self.remote.get(room_id)
         if room is None:
-            room = RemoteRoom(room_id, owner, epoch, self.forward, self._remote_empty)
+            room = RemoteRoom(
+                room_id, owner, epoch, self.forward, self.forward_by,
+                asyncio.get_running_loop().time,
+                self._remote_empty, self.input_lead,
+            )  # fmt: skip
             self.remote[room_id] = room
         elif room.owner != owner and epoch >= room.epoch:
             room.moved_to(owner, epoch)
@@ -469,7 +476,7 @@ class ClusterNode:
         remote = self.remote.get(item[1])
         if remote is not None:
             remote.epoch = max(remote.epoch, item[2])
-            remote.joined(item[3], item[4])
+            remote.joined(item[3], item[4], item[5] if len(item) > 5 else None)
 
     def _refused(self, source: str, item: list[Any]) -> None:
         remote = self.remote.get(item[1])
@@ -526,7 +533,7 @@ class ClusterNode:
             peer.forget(mid)
             self.send(source, (REFUSED, room_id, mid, refusal.code, refusal.reason))
             return
-        self.send(source, (JOINED, room_id, epoch, mid, link.member.pid))
+        self.send(source, (JOINED, room_id, epoch, mid, link.member.pid, room.options.tick_rate))
 
     def _from_member(self, source: str, item: list[Any]) -> None:
         kind, room_id, mid = item[0], item[1], item[2]

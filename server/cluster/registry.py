@@ -56,6 +56,7 @@ class ClusterRegistry(RoomRegistry):
             self._let_go,
             operations,
             flush_interval=settings.cluster_flush_ms / 1000,
+            input_lead=settings.cluster_input_lead_ms / 1000,
             lease_ttl=settings.cluster_lease_ms / 1000,
             checkpoint_interval=settings.checkpoint_ms / 1000,
             checkpoint_ttl=max(120.0, 4 * settings.resume_grace),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ import msgpack
 from tickrelay.protocol import CloseCode, Event, Input, LeaveReason
 from tickrelay.server.cluster.items import ADOPT, ENDED, EVENT, INPUT, JOIN, LEAVE, RESYNC
 from tickrelay.server.cluster.mirror import ChainBroken, RoomMirror
+from tickrelay.server.cluster.owner_ticks import OwnerTicks
 from tickrelay.server.links import MemberLink
 from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.wire import Wire
@@ -27,6 +29,7 @@ from tickrelay.server.wire import Wire
 log = logging.getLogger("tickrelay.cluster")
 
 Send = Callable[[str, Any], None]
+SendBy = Callable[[str, Any, float], None]  # (worker, item, leave by): inputs for a tick
 
 _mids = itertools.count(1)
 
@@ -58,13 +61,23 @@ class RemoteRoom:
         owner: str,
         epoch: int,
         send: Send,
+        send_by: SendBy,
+        now: Callable[[], float],
         on_empty: Callable[[RemoteRoom], None],
+        input_lead: float = 0.003,
         join_timeout: float = 5.0,
     ) -> None:
         self.id = room_id
         self.owner = owner
         self.epoch = epoch
         self._send = send
+        # Inputs leave ``input_lead`` ahead of the owner's next tick (``OwnerTicks``, known
+        # once the owner told the room's rate and sent a state); until then, as ``send``.
+        self._send_by = send_by
+        self._now = now
+        self._input_lead = input_lead
+        self._ticks: OwnerTicks | None = None
+        self._input_due = -math.inf  # when this tick's inputs leave (loop time)
         self._on_empty = on_empty
         self._join_timeout = join_timeout
         # Welcomed members get every state; a joining one waits for its welcome first (the
@@ -108,7 +121,19 @@ class RemoteRoom:
         return RemoteSeat(mid, joined_pid)
 
     def receive_input(self, seat: RemoteSeat, message: Input) -> None:
-        self._send(self.owner, (INPUT, self.id, seat.mid, message.seq, message.d, message.room))
+        item = (INPUT, self.id, seat.mid, message.seq, message.d, message.room)
+        if self._ticks is None:
+            self._send(self.owner, item)
+            return
+        due = self._input_due
+        now = self._now()
+        if now >= due:  # the inputs of the tick it was for have left: the next tick's
+            due = self._ticks.due(now, self._input_lead)
+            if due is None:
+                self._send(self.owner, item)
+                return
+            self._input_due = due
+        self._send_by(self.owner, item, due)
 
     def receive_event(self, seat: RemoteSeat, message: Event) -> None:
         self._send(self.owner, (EVENT, self.id, seat.mid, message.d, message.to))
@@ -134,7 +159,9 @@ class RemoteRoom:
 
     # What the owner sends --------------------------------------------------------------
 
-    def joined(self, mid: int, pid: str) -> None:
+    def joined(self, mid: int, pid: str, rate: int | None = None) -> None:
+        if rate and (self._ticks is None or self._ticks.rate != rate):
+            self._ticks = OwnerTicks(rate)
         answer = self._joining.get(mid)
         if answer is not None and not answer.done():
             self.pids[mid] = pid
@@ -160,6 +187,9 @@ class RemoteRoom:
             return
         self.owner, self.epoch = owner, epoch
         self.mirror = RoomMirror()
+        if self._ticks is not None:  # the new owner ticks the room on its own schedule
+            self._ticks = OwnerTicks(self._ticks.rate)
+            self._input_due = -math.inf
         self._resyncing = False
         for mid, pid in self.members():
             self._send(owner, (ADOPT, self.id, mid, pid))
@@ -192,6 +222,7 @@ class RemoteRoom:
                 answer.set_exception(RoomMoved())
 
     def state(self, packed: bytes) -> None:
+        self._owner_ticked()
         try:
             frame = self.mirror.apply_delta(packed)
         except ChainBroken:
@@ -201,10 +232,17 @@ class RemoteRoom:
             link.push_state(frame)
 
     def snap(self, packed: bytes) -> None:
+        self._owner_ticked()
         frame = self.mirror.apply_snap(packed)
         self._resyncing = False
         for link in self.links.values():
             link.push_state(frame)
+
+    def _owner_ticked(self) -> None:
+        """A state arrived, right after the owner's tick: when its next tick comes."""
+        if self._ticks is not None:
+            self._ticks.state_arrived(self._now())
+            self._input_due = -math.inf
 
     def lost(self) -> None:
         """Batches from the owner were lost: the mirror may have missed a state."""
