@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 import tickrelay.protocol.messages as m
 from tickrelay.protocol import Codec, JsonCodec, MsgpackCodec
 from tickrelay.server.framing import frame
@@ -30,14 +32,6 @@ class Wire:
         self._json: str | None = None
         self._packed_frame: bytes | None = None
         self._json_frame: bytes | None = None
-
-    @classmethod
-    def packed(cls, message: dict[str, Any], packed: bytes) -> Wire:
-        """A message that arrived already encoded (from the worker that owns its room):
-        its MessagePack bytes are used as they are, never encoded again."""
-        wire = cls(message)
-        wire._packed = packed
-        return wire
 
     @property
     def packed_bytes(self) -> bytes:
@@ -78,6 +72,26 @@ class Wire:
     def size(self) -> int:
         """Size in the binary encoding: what bounds on queued bytes are counted in."""
         return len(self.packed_bytes)
+
+
+class PackedWire(Wire):
+    """A message that arrived encoded, from the worker that owns its room: its MessagePack
+    bytes go to clients as they are, and it is decoded only if a JSON client needs it."""
+
+    __slots__ = ()
+
+    def __init__(self, packed: bytes) -> None:
+        self._packed = packed
+        self._json = None
+        self._packed_frame = None
+        self._json_frame = None
+
+    def __getattr__(self, name: str) -> Any:
+        """``message``, decoded on first use (only an unset slot gets here)."""
+        if name != "message":
+            raise AttributeError(name)
+        self.message = msgpack.unpackb(self._packed, raw=False, strict_map_key=False)
+        return self.message
 
 
 class StateFrame:

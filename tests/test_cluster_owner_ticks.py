@@ -82,7 +82,7 @@ def remote_room(recorder: Recorder) -> RemoteRoom:
 
 
 def owner_ticked(room: RemoteRoom, tick: int) -> None:
-    room.snap(msgpack.packb(m.snap(tick, 1, {"players": {}, "room": {}}, {})))
+    room.snap(msgpack.packb(m.snap(tick, 1, {"players": {}, "room": {}}, {})), tick)
 
 
 def test_a_remote_room_sends_inputs_as_they_come_until_it_knows_the_rate() -> None:

@@ -16,7 +16,8 @@ Shapes (``room`` is the room id):
 - LEAVE (room, mid) / ENDED (room, mid, leave_reason | None: None is a drop)
 - RESYNC (room): the sender's mirror lost the chain; the owner answers with a SNAP
 - JOINED (room, epoch, mid, pid, tick rate) / REFUSED (room, mid, code, reason)
-- STATE (room, epoch, packed delta) / SNAP (room, epoch, packed snap): for every member
+- STATE (room, epoch, packed delta, tick, base, packed snap | None) / SNAP (room, epoch,
+  packed snap, tick): for every member; a STATE with its snap is a keyframe (``Peer``)
 - PIN (room, epoch, mid): give ``mid`` the frame you hold (a join between two ticks)
 - RELIABLE (room, epoch, packed message, [mid, ...]) / CLOSE (room, epoch, mid, code, reason)
 - ADOPT (room, mid, pid): after a takeover, a member still connected to the sender takes

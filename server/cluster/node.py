@@ -417,8 +417,8 @@ class ClusterNode:
             return handle
 
         return {
-            STATE: to_remote("state", 3),
-            SNAP: to_remote("snap", 3),
+            STATE: to_remote("state", 3, 4, 5, 6),
+            SNAP: to_remote("snap", 3, 4),
             PIN: to_remote("pin", 3),
             RELIABLE: to_remote("reliable", 3, 4),
             CLOSE: to_remote("close_member", 3, 4, 5),

@@ -27,8 +27,8 @@ Turn = Callable[[], int]  # the batcher's flush count: items of one turn may sti
 class Peer:
     """One worker with members in one room owned here: what it was sent, its links."""
 
-    __slots__ = ("_mids", "_send", "_turn", "_wire", "_wire_turn", "epoch", "links",
-                 "room_id", "sent_frame", "worker")  # fmt: skip
+    __slots__ = ("_key_size", "_mids", "_send", "_since_key", "_turn", "_wire", "_wire_turn",
+                 "epoch", "links", "room_id", "sent_frame", "worker")  # fmt: skip
 
     def __init__(self, room_id: str, worker: str, epoch: int, send: Send, turn: Turn) -> None:
         self.room_id = room_id
@@ -38,6 +38,8 @@ class Peer:
         self._turn = turn
         self.links: dict[int, RemoteMemberLink] = {}
         self.sent_frame: StateFrame | None = None
+        self._since_key = 0  # bytes of the deltas sent since the last snap
+        self._key_size = 0  # bytes of the last snap sent
         self._wire: Wire | None = None
         self._wire_turn = -1
         self._mids: list[int] = []
@@ -48,13 +50,29 @@ class Peer:
 
     def send_frame(self, frame: StateFrame) -> None:
         """This tick's frame, to every member on the worker: a delta when the worker holds
-        its base, else the whole snap."""
+        its base, else the whole snap.
+
+        With the delta goes the snap of the same tick (a keyframe) once the deltas sent
+        since the last one add up to its size: the worker works a state out of deltas
+        only for a client that needs a snap, and never from more than a snap's worth of
+        them, while the bytes between workers stay under twice the deltas'. Where every
+        delta is about as big as the snap (players that all move every tick), every frame
+        is a keyframe, and one snap encoding here spares the worker a decode and a merge."""
         sent = self.sent_frame
         delta = frame.delta if sent is not None and frame.base == sent.tick else None
-        if delta is not None:
-            self._send(self.worker, (STATE, self.room_id, self.epoch, delta.packed_bytes))
+        if delta is None:
+            snap = frame.snap.packed_bytes
+            self._since_key, self._key_size = 0, len(snap)
+            self._send(self.worker, (SNAP, self.room_id, self.epoch, snap, frame.tick))
         else:
-            self._send(self.worker, (SNAP, self.room_id, self.epoch, frame.snap.packed_bytes))
+            packed = delta.packed_bytes
+            self._since_key += len(packed)
+            key = None
+            if self._since_key >= self._key_size:
+                key = frame.snap.packed_bytes
+                self._since_key, self._key_size = 0, len(key)
+            item = (STATE, self.room_id, self.epoch, packed, frame.tick, frame.base, key)
+            self._send(self.worker, item)
         self.sent_frame = frame
         for link in self.links.values():
             link.synced = True

@@ -16,15 +16,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
 from tickrelay.protocol import CloseCode, Event, Input, LeaveReason
 from tickrelay.server.cluster.items import ADOPT, ENDED, EVENT, INPUT, JOIN, LEAVE, RESYNC
 from tickrelay.server.cluster.mirror import ChainBroken, RoomMirror
 from tickrelay.server.cluster.owner_ticks import OwnerTicks
 from tickrelay.server.links import MemberLink
 from tickrelay.server.refusal import JoinRefusal
-from tickrelay.server.wire import Wire
+from tickrelay.server.wire import PackedWire
 
 log = logging.getLogger("tickrelay.cluster")
 
@@ -221,19 +219,19 @@ class RemoteRoom:
             if not answer.done():
                 answer.set_exception(RoomMoved())
 
-    def state(self, packed: bytes) -> None:
+    def state(self, packed: bytes, tick: int, base: int, key: bytes | None) -> None:
         self._owner_ticked()
         try:
-            frame = self.mirror.apply_delta(packed)
+            frame = self.mirror.apply_delta(packed, tick, base, key)
         except ChainBroken:
             self.lost()  # once per break, until the snap comes
             return
         for link in self.links.values():
             link.push_state(frame)
 
-    def snap(self, packed: bytes) -> None:
+    def snap(self, packed: bytes, tick: int) -> None:
         self._owner_ticked()
-        frame = self.mirror.apply_snap(packed)
+        frame = self.mirror.apply_snap(packed, tick)
         self._resyncing = False
         for link in self.links.values():
             link.push_state(frame)
@@ -261,7 +259,7 @@ class RemoteRoom:
             link.push_state(frame)
 
     def reliable(self, packed: bytes, mids: list[int]) -> None:
-        wire = Wire.packed(msgpack.unpackb(packed, raw=False, strict_map_key=False), packed)
+        wire = PackedWire(packed)
         links = self.links
         for mid in mids:
             link = links.get(mid)
