@@ -322,26 +322,10 @@ class ServerProcess:
         return " | ".join(text[-lines:]) or "(empty log)"
 
     def stop(self, grace: float = 5.0) -> None:
-        """Terminate the whole process group and wait for it."""
-        proc = self.proc
-        if proc is None:
-            self._stop_redis()
-            for copy in self.copies:
-                copy.stop(grace)
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        # children that outlived the leader (e.g. worker processes) go too
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        self.proc = None
+        """Terminate the whole process group and wait for it, then its Redis and copies."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _stop_group(proc, grace)
         self._stop_redis()
         for copy in self.copies:
             copy.stop(grace)
@@ -361,3 +345,19 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM to the process group, SIGKILL after ``grace``; children that outlived the
+    leader (worker processes) go too."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)

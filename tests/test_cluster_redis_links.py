@@ -175,11 +175,21 @@ async def flushed_once(batcher: Batcher, listener: Listener) -> None:
     assert (await listener.next())[1].items == [b"first"]
 
 
+async def flushed_batcher(link: CountingLink, listener: Listener, min_interval: float) -> Batcher:
+    """A batcher that just flushed: what it is sent next waits for its due time."""
+    batcher = Batcher("w1", 1, link, min_interval=min_interval)
+    await flushed_once(batcher, listener)
+    return batcher
+
+
+def publish_tasks() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if task.get_name() == "cluster-publish"]
+
+
 async def test_deferred_items_wait_for_the_flush_interval(
     link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, link, min_interval=0.2)
-    await flushed_once(batcher, listener)
+    batcher = await flushed_batcher(link, listener, 0.2)
     for item in (b"i1", b"i2", b"i3"):
         batcher.send("to-a", item)
         await asyncio.sleep(0.02)  # three loop turns, all inside the interval
@@ -192,8 +202,7 @@ async def test_deferred_items_wait_for_the_flush_interval(
 async def test_an_urgent_item_takes_the_deferred_ones_with_it_this_turn(
     link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, link, min_interval=5.0)
-    await flushed_once(batcher, listener)
+    batcher = await flushed_batcher(link, listener, 5.0)
     batcher.send("to-a", b"input")  # would wait five seconds
     batcher.send_now("to-b", b"state")
     got = dict([await listener.next(timeout=1.0), await listener.next(timeout=1.0)])
@@ -205,8 +214,7 @@ async def test_an_urgent_item_takes_the_deferred_ones_with_it_this_turn(
 async def test_items_due_by_one_time_leave_together_then_and_not_before(
     link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, link, min_interval=0.0)
-    await flushed_once(batcher, listener)
+    batcher = await flushed_batcher(link, listener, 0.0)
     due = asyncio.get_running_loop().time() + 0.15  # an owner's next tick, less the lead
     for item in (b"i1", b"i2", b"i3"):
         batcher.send_by("to-a", item, due)
@@ -221,8 +229,7 @@ async def test_items_due_by_one_time_leave_together_then_and_not_before(
 async def test_an_earlier_due_time_brings_the_flush_forward(
     link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, link, min_interval=5.0)
-    await flushed_once(batcher, listener)
+    batcher = await flushed_batcher(link, listener, 5.0)
     now = asyncio.get_running_loop().time()
     batcher.send("to-a", b"event")  # would wait five seconds
     batcher.send_by("to-a", b"input", now + 0.05)
@@ -233,8 +240,7 @@ async def test_an_earlier_due_time_brings_the_flush_forward(
 async def test_an_urgent_item_takes_the_items_due_later_with_it(
     link: CountingLink, listener: Listener
 ) -> None:
-    batcher = Batcher("w1", 1, link, min_interval=5.0)
-    await flushed_once(batcher, listener)
+    batcher = await flushed_batcher(link, listener, 5.0)
     batcher.send_by("to-a", b"input", asyncio.get_running_loop().time() + 5.0)
     batcher.send_now("to-a", b"state")
     assert (await listener.next(timeout=1.0))[1].items == [b"input", b"state"]
@@ -242,8 +248,7 @@ async def test_an_urgent_item_takes_the_items_due_later_with_it(
 
 
 async def test_close_sends_what_is_pending(link: CountingLink, listener: Listener) -> None:
-    batcher = Batcher("w1", 1, link, min_interval=5.0)
-    await flushed_once(batcher, listener)
+    batcher = await flushed_batcher(link, listener, 5.0)
     batcher.send("to-a", b"handover")  # a drain's last words, due in five seconds
     await batcher.close()
     assert (await listener.next())[1].items == [b"handover"]
@@ -256,8 +261,7 @@ async def test_close_leaves_no_publish_task_behind_when_redis_is_away() -> None:
     await asyncio.sleep(0)  # the flush is connecting
     await batcher.close()
     await asyncio.sleep(0.3)
-    publishing = [t for t in asyncio.all_tasks() if t.get_name() == "cluster-publish"]
-    assert publishing == []
+    assert publish_tasks() == []
     assert (batcher.batches_lost, batcher.items_lost) == (1, 1)
     assert not link.connected
 
@@ -278,8 +282,7 @@ async def test_close_schedules_no_flush_after_a_failed_connect() -> None:
     await asyncio.sleep(0)  # the flush is connecting, and will time out during close()
     batcher.send("to-a", b"second")  # waits for it
     await batcher.close()
-    publishing = [t for t in asyncio.all_tasks() if t.get_name() == "cluster-publish"]
-    assert publishing == []
+    assert publish_tasks() == []
     assert (batcher.batches_lost, batcher.items_lost) == (2, 2)
     silent.close()
     await silent.wait_closed()

@@ -476,7 +476,7 @@ class ClusterNode:
         remote = self.remote.get(item[1])
         if remote is not None:
             remote.epoch = max(remote.epoch, item[2])
-            remote.joined(item[3], item[4], item[5] if len(item) > 5 else None)
+            remote.joined(item[3], item[4], item[5])
 
     def _refused(self, source: str, item: list[Any]) -> None:
         remote = self.remote.get(item[1])

@@ -120,14 +120,12 @@ class RemoteRoom:
 
     def receive_input(self, seat: RemoteSeat, message: Input) -> None:
         item = (INPUT, self.id, seat.mid, message.seq, message.d, message.room)
-        if self._ticks is None:
-            self._send(self.owner, item)
-            return
         due = self._input_due
         now = self._now()
         if now >= due:  # the inputs of the tick it was for have left: the next tick's
-            due = self._ticks.due(now, self._input_lead)
-            if due is None:
+            ticks = self._ticks
+            due = ticks.due(now, self._input_lead) if ticks is not None else None
+            if due is None:  # the owner's schedule is not known yet
                 self._send(self.owner, item)
                 return
             self._input_due = due
@@ -157,8 +155,8 @@ class RemoteRoom:
 
     # What the owner sends --------------------------------------------------------------
 
-    def joined(self, mid: int, pid: str, rate: int | None = None) -> None:
-        if rate and (self._ticks is None or self._ticks.rate != rate):
+    def joined(self, mid: int, pid: str, rate: int) -> None:
+        if self._ticks is None or self._ticks.rate != rate:
             self._ticks = OwnerTicks(rate)
         answer = self._joining.get(mid)
         if answer is not None and not answer.done():

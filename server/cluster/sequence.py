@@ -3,8 +3,8 @@
 The bus reconnects and resubscribes by itself after a Redis restart, and its publishes ask
 for no replies, so whatever was published in between is gone without an error. So every
 batch from a sender to one destination carries the next number of that link, and the
-receiver compares. A sender that restarts
-has a new boot: its link starts again, which is a fresh start, not a loss.
+receiver compares. A sender that restarts has a new boot: its link starts again, which is
+a fresh start, not a loss.
 """
 
 from __future__ import annotations
