@@ -7,6 +7,11 @@ logic, the public rooms with a free seat (``tr:open:{logic}``, what matchmaking 
 instead of every room). Writes are collected and sent once per loop turn in one pipeline.
 A description keeps the wall-clock time of the room's tick 0, so any worker tells the
 room's current tick without asking its owner.
+
+Every write runs a script that checks the room's owner and epoch first, as checkpoints
+do: a former owner that has not yet noticed its demotion (a paused worker, or a room
+still closing its members after it) can neither overwrite its successor's entry, nor
+list the room as open when it is full, nor unlist it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from tickrelay.server.cluster.lease import ROOM_PREFIX
+
 if TYPE_CHECKING:
     from tickrelay.server.room import Room
 
@@ -27,6 +34,36 @@ log = logging.getLogger("tickrelay.cluster")
 DESCRIPTIONS = "tr:dir"
 PUBLIC_IDS = "tr:ids"
 OPEN_PREFIX = "tr:open:"
+
+# ARGV: owner, epoch, room id, entry, listing ('' private, 'open' with a free seat, 'full')
+_FENCED_PUT = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1]
+   or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+if ARGV[5] == '' then return 1 end
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
+if ARGV[5] == 'open' then
+  redis.call('SADD', KEYS[4], ARGV[3])
+else
+  redis.call('SREM', KEYS[4], ARGV[3])
+end
+return 1
+"""
+
+# Also after our own release (the room is deleted, its lease given back in the same turn):
+# the epoch is still ours until someone claims the room anew.
+_FENCED_DELETE = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] or (owner and owner ~= ARGV[1]) then
+  return 0
+end
+redis.call('HDEL', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('SREM', KEYS[4], ARGV[3])
+return 1
+"""
 
 
 def entry_of(room: Room, owner: str) -> dict[str, Any]:
@@ -48,25 +85,31 @@ def described(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 class Directory:
-    """Reads and batched writes of the room directory for one worker."""
+    """Reads and fenced, batched writes of the room directory for one worker."""
 
-    def __init__(self, client: Any, worker_id: str) -> None:
+    def __init__(self, client: Any, worker_id: str, epochs: dict[str, int]) -> None:
         self._client = client
         self._worker_id = worker_id
-        self._dirty: dict[str, tuple[Room, bool]] = {}  # id -> (room, still there)
+        self._epochs = epochs  # the node's: the rooms this worker owns, and under which epoch
+        self._dirty: dict[str, tuple[Room, int, bool]] = {}  # id -> (room, epoch, still there)
         self._flushing: asyncio.Task[None] | None = None
         self._scheduled = False
+        self.refused = 0  # writes fenced off: the room was no longer ours
 
     # Writes (by the owner) ---------------------------------------------------------------
 
     def changed(self, room: Room) -> None:
-        self._mark(room, True)
+        """Rewrite the room's entry, if this worker owns it (a room closing after its
+        demotion still reports seat changes: they are not ours to publish)."""
+        epoch = self._epochs.get(room.id)
+        if epoch is not None:
+            self._mark(room, epoch, True)
 
-    def removed(self, room: Room) -> None:
-        self._mark(room, False)
+    def removed(self, room: Room, epoch: int) -> None:
+        self._mark(room, epoch, False)
 
-    def _mark(self, room: Room, there: bool) -> None:
-        self._dirty[room.id] = (room, there)
+    def _mark(self, room: Room, epoch: int, there: bool) -> None:
+        self._dirty[room.id] = (room, epoch, there)
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -80,15 +123,16 @@ class Directory:
             self._write(dirty), name="cluster-directory"
         )
 
-    async def _write(self, dirty: dict[str, tuple[Room, bool]]) -> None:
+    async def _write(self, dirty: dict[str, tuple[Room, int, bool]]) -> None:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for room, there in dirty.values():
+                for room, epoch, there in dirty.values():
                     if there:
-                        self._put(pipe, room)
+                        self._put(pipe, room, epoch)
                     else:
-                        self._delete(pipe, room)
-                await pipe.execute()
+                        self._delete(pipe, room, epoch)
+                results = await pipe.execute()
+            self.refused += results.count(0)
         except (RedisError, OSError) as exc:
             log.debug("directory write failed (rewritten on the next refresh): %s", exc)
         finally:
@@ -97,22 +141,21 @@ class Directory:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _put(self, pipe: Any, room: Room) -> None:
-        entry = entry_of(room, self._worker_id)
-        pipe.hset(DESCRIPTIONS, room.id, json.dumps(entry, separators=(",", ":")))
-        if room.options.private:
-            return
-        pipe.zadd(PUBLIC_IDS, {room.id: 0})
-        open_set = OPEN_PREFIX + room.options.logic
-        if room.seated < room.options.max_players:
-            pipe.sadd(open_set, room.id)
-        else:
-            pipe.srem(open_set, room.id)
+    def _keys(self, room: Room) -> list[str]:
+        return [ROOM_PREFIX + room.id, DESCRIPTIONS, PUBLIC_IDS, OPEN_PREFIX + room.options.logic]
 
-    def _delete(self, pipe: Any, room: Room) -> None:
-        pipe.hdel(DESCRIPTIONS, room.id)
-        pipe.zrem(PUBLIC_IDS, room.id)
-        pipe.srem(OPEN_PREFIX + room.options.logic, room.id)
+    # EVAL with the script's text, not redis-py's Script: in a pipeline that asks Redis
+    # whether its scripts are loaded first, a second round trip per flush.
+    def _put(self, pipe: Any, room: Room, epoch: int) -> None:
+        entry = json.dumps(entry_of(room, self._worker_id), separators=(",", ":"))
+        listing = ""
+        if not room.options.private:
+            listing = "open" if room.seated < room.options.max_players else "full"
+        args = [self._worker_id, epoch, room.id, entry, listing]
+        pipe.eval(_FENCED_PUT, 4, *self._keys(room), *args)
+
+    def _delete(self, pipe: Any, room: Room, epoch: int) -> None:
+        pipe.eval(_FENCED_DELETE, 4, *self._keys(room), self._worker_id, epoch, room.id)
 
     async def close(self) -> None:
         task = self._flushing

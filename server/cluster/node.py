@@ -91,7 +91,6 @@ class ClusterNode:
         self.worker_id = secrets.token_hex(6)
         self.bus = Bus(url, self.worker_id, self._on_batch, flush_interval=flush_interval)
         self.leases = Leases(self.bus.client, self.worker_id, secrets.token_hex(8))
-        self.directory = Directory(self.bus.client, self.worker_id)
         self.lease_ttl = lease_ttl
         self.renew_every = lease_ttl / 5
         self._rooms = rooms  # the registry's: the rooms this worker owns
@@ -99,6 +98,7 @@ class ClusterNode:
         self._let_go = let_go
         self._operations = operations
         self.epochs: dict[str, int] = {}  # room id -> the epoch this worker owns it under
+        self.directory = Directory(self.bus.client, self.worker_id, self.epochs)
         self.checkpoints = Checkpoints(
             self.bus.client, self.worker_id, rooms, self.epochs,
             checkpoint_interval, checkpoint_ttl,
@@ -153,6 +153,7 @@ class ClusterNode:
             "checkpoints_refused": self.checkpoints.refused,
             "checkpoint_failures": self.checkpoints.failed,
             "checkpoint_encode_seconds": round(self.checkpoints.encode_seconds, 6),
+            "directory_writes_refused": self.directory.refused,
         }
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -216,8 +217,8 @@ class ClusterNode:
     def disowned(self, room: Room) -> None:
         """The room is gone for good: its ownership, directory entry and checkpoint too."""
         epoch = self.let_go(room, detach=False)  # its members everywhere are closed
-        self.directory.removed(room)
         if epoch is not None:
+            self.directory.removed(room, epoch)
             self.spawn(self._delete(room.id, epoch), name="cluster-release")
 
     def let_go(self, room: Room, detach: bool = True) -> int | None:

@@ -1,0 +1,128 @@
+"""The room directory's writes are fenced by the room's epoch, on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.redis_support import RedisServer
+from tests.room_core_fakes import make_room
+from tickrelay.server.cluster.directory import Directory
+from tickrelay.server.cluster.lease import Leases
+from tickrelay.server.room import Room
+
+TTL = 0.3
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    connection = aioredis.Redis.from_url(redis_server.url)
+    yield connection
+    await connection.aclose()
+
+
+@pytest.fixture
+def room() -> Room:
+    return make_room().room
+
+
+class Worker:
+    """One worker's lease and directory, and the epochs it believes it owns rooms under."""
+
+    def __init__(self, client: aioredis.Redis, worker_id: str) -> None:
+        self.leases = Leases(client, worker_id, f"boot-{worker_id}")
+        self.epochs: dict[str, int] = {}
+        self.directory = Directory(client, worker_id, self.epochs)
+
+    async def own(self, room: Room, ttl: float = 5.0) -> int:
+        await self.leases.renew(ttl)
+        claim = await self.leases.claim(room.id)
+        assert claim.won
+        self.epochs[room.id] = claim.epoch
+        return claim.epoch
+
+    async def written(self) -> None:
+        """Let the pipeline scheduled for this loop turn reach Redis."""
+        await asyncio.sleep(0)
+        await self.directory.close()
+
+
+@pytest.fixture
+def one(client: aioredis.Redis) -> Worker:
+    return Worker(client, "w1")
+
+
+@pytest.fixture
+def two(client: aioredis.Redis) -> Worker:
+    return Worker(client, "w2")
+
+
+async def test_the_owner_lists_its_room(one: Worker, room: Room) -> None:
+    await one.own(room)
+    one.directory.changed(room)
+    await one.written()
+    assert (await one.directory.describe(room.id) or {})["owner"] == "w1"
+    assert [entry["id"] for entry in await one.directory.page(None, 10)] == [room.id]
+    assert [entry["id"] for entry in await one.directory.open_rooms("relay")] == [room.id]
+
+
+async def test_a_room_this_worker_does_not_own_is_not_written(one: Worker, room: Room) -> None:
+    one.directory.changed(room)
+    await one.written()
+    assert await one.directory.describe(room.id) is None
+
+
+async def test_a_deposed_owner_cannot_overwrite_its_successors_entry(
+    one: Worker, two: Worker, room: Room
+) -> None:
+    await one.own(room, ttl=TTL)
+    await asyncio.sleep(TTL + 0.2)
+    await two.own(room)
+    two.directory.changed(room)
+    await two.written()
+    await one.leases.renew(TTL)  # it comes back from its pause, still holding epoch 1...
+    one.directory.changed(room)
+    await one.written()
+    assert (await two.directory.describe(room.id) or {})["owner"] == "w2"  # ...and is fenced
+    assert one.directory.refused == 1
+
+
+async def test_a_deposed_owner_cannot_unlist_its_successors_room(
+    one: Worker, two: Worker, room: Room
+) -> None:
+    old = await one.own(room, ttl=TTL)
+    await asyncio.sleep(TTL + 0.2)
+    await two.own(room)
+    two.directory.changed(room)
+    await two.written()
+    one.directory.removed(room, old)
+    await one.written()
+    assert [entry["id"] for entry in await two.directory.open_rooms("relay")] == [room.id]
+    assert await two.directory.describe(room.id) is not None
+
+
+async def test_a_room_deleted_after_its_release_is_unlisted(one: Worker, room: Room) -> None:
+    epoch = await one.own(room)
+    one.directory.changed(room)
+    await one.written()
+    assert await one.leases.release(room.id, epoch)  # the lease went back first
+    one.directory.removed(room, epoch)
+    await one.written()
+    assert await one.directory.describe(room.id) is None
+    assert await one.directory.page(None, 10) == []
+    assert await one.directory.open_rooms("relay") == []
+
+
+async def test_a_flush_is_one_round_trip_without_asking_for_loaded_scripts(
+    one: Worker, room: Room, client: aioredis.Redis
+) -> None:
+    await one.own(room)
+    await client.config_resetstat()
+    one.directory.changed(room)
+    await one.written()
+    calls = await client.info("commandstats")
+    assert calls["cmdstat_eval"]["calls"] == 1
+    assert not any(name.startswith("cmdstat_script") for name in calls)
