@@ -137,7 +137,6 @@ class Metrics:
     connections: int = 0
     connections_total: int = 0
     refused: dict[int, int] = field(default_factory=dict)
-    messages_in: int = 0
     joins: int = 0
     resumes: int = 0
     drops: int = 0
