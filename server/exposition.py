@@ -37,11 +37,14 @@ from tickrelay.server.worker import worker_index
 # with room takeover) reads as 0.
 CLUSTER_COUNTERS = {
     "batches_sent": "Batches of forwarded messages sent to other workers.",
+    "items_sent": "Messages sent to other workers (states, inputs, joins, ...), in batches.",
+    "items_received": "Messages received from other workers, in batches.",
     "batches_lost_sending": "Batches that could not be published.",
     "batches_lost_receiving": "Gaps seen in other workers' batch sequences.",
     "resyncs": "Remote rooms that asked their owner for a full state again.",
     "bad_items": "Undecodable batches or items from other workers.",
     "takeovers": "Rooms this worker took over from a dead owner.",
+    "directory_writes_refused": "Room directory writes fenced off: the room had moved.",
 }
 CLUSTER_GAUGES = {
     "owned_rooms": "Rooms this worker owns (ticks).",

@@ -155,6 +155,18 @@ async def test_forwarded_batches_show_on_both_workers_and_takeovers_read_zero(wo
         assert info.labels["pid"] == str(worker.process.pid)
 
 
+async def test_forwarded_messages_are_counted_one_by_one_on_both_sides(workers, room_id):
+    a, b = workers
+    before = [scrape(a), scrape(b)]
+    await play_across(a, b, room_id)  # b forwards its player's join and inputs to a
+    after = [scrape(a), scrape(b)]
+    assert grown(before[1], after[1], "tickrelay_cluster_items_sent_total") >= INPUTS + 1
+    assert grown(before[0], after[0], "tickrelay_cluster_items_received_total") >= INPUTS + 1
+    for old, new in zip(before, after, strict=True):
+        items = grown(old, new, "tickrelay_cluster_items_sent_total")
+        assert items >= grown(old, new, "tickrelay_cluster_batches_sent_total")
+
+
 async def test_states_sent_to_clients_are_counted_by_the_worker_that_wrote_them(workers, room_id):
     a, b = workers
     before = [scrape(a), scrape(b)]

@@ -73,6 +73,7 @@ class Batcher:
         self.health = LinkHealth.UP
         self.turns = 0
         self.batches_sent = 0
+        self.items_sent = 0
         self.batches_lost = 0
         self.items_lost = 0
 
@@ -141,7 +142,7 @@ class Batcher:
     ) -> asyncio.Task[None] | None:
         """Write now; only when the link must connect first, the task that does."""
         if self._link.write(batches):
-            self._sent(batches)
+            self._sent(batches, item_count)
             return None
         return asyncio.get_running_loop().create_task(
             self._connect_and_send(batches, item_count), name="cluster-publish"
@@ -171,7 +172,7 @@ class Batcher:
             self._lost(batches, item_count)
             self._set_health(LinkHealth.DOWN, exc)
         else:
-            self._sent(batches)
+            self._sent(batches, item_count)
         finally:
             self._flushing = None
         if self._pending:
@@ -181,8 +182,9 @@ class Batcher:
         self.batches_lost += len(batches)
         self.items_lost += item_count
 
-    def _sent(self, batches: list[tuple[str, bytes]]) -> None:
+    def _sent(self, batches: list[tuple[str, bytes]], item_count: int) -> None:
         self.batches_sent += len(batches)
+        self.items_sent += item_count
         if self.health is not LinkHealth.UP:
             self._set_health(LinkHealth.UP, None)
 

@@ -120,6 +120,7 @@ class ClusterNode:
         self._lease_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.lost_batches = 0
+        self.items_received = 0
         self.bad_items = 0
         self.send = self.bus.send  # owner fan-out, answers, control: this loop turn
         self.forward = self.bus.forward  # a remote room's joins, events, leaves: next flush
@@ -142,6 +143,8 @@ class ClusterNode:
             "remote_rooms": len(self.remote),
             "peers": len(self.peers),
             "batches_sent": batcher.batches_sent,
+            "items_sent": batcher.items_sent,
+            "items_received": self.items_received,
             "batches_lost_sending": batcher.batches_lost,
             "publishes_refused": self.bus.publishes_refused,
             "batches_lost_receiving": self.lost_batches,
@@ -398,6 +401,7 @@ class ClusterNode:
         source = batch.source
         if received.arrival is Arrival.GAP:
             self._lost(source, received.lost)
+        self.items_received += len(batch.items)
         for item in batch.items:
             try:
                 self._dispatch(source, item)
