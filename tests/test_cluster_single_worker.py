@@ -15,13 +15,18 @@ from tests.redis_support import RedisServer
 from tickrelay.client import connect
 
 
-def publishes(redis_server: RedisServer) -> int:
+def calls(redis_server: RedisServer, command: str) -> int:
+    """How often the redis-server ran ``command`` (``script|exists``: a subcommand)."""
     client = redis.Redis(port=redis_server.port)
     try:
-        stats = client.info("commandstats").get("cmdstat_publish", {})
+        stats = client.info("commandstats").get(f"cmdstat_{command}", {})
     finally:
         client.close()
     return int(stats.get("calls", 0))
+
+
+def publishes(redis_server: RedisServer) -> int:
+    return calls(redis_server, "publish")
 
 
 @pytest.fixture
@@ -60,3 +65,17 @@ async def test_the_room_of_a_lone_worker_is_in_the_directory(lone_worker, room_i
         listed = httpx.get(f"{lone_worker.http}/rooms/{room_id}", timeout=5)
         assert listed.status_code == 200
         assert listed.json()["players"] == 1
+
+
+async def test_checkpoints_and_the_directory_take_one_round_trip_per_write(
+    lone_worker, redis_server, room_id
+):
+    """Their fenced scripts go as EVAL with the text: redis-py's Script in a pipeline
+    would ask SCRIPT EXISTS first, every time."""
+    async with await connect(lone_worker.ws, room_id) as alice:
+        for n in range(30):  # 1.5 s: at least one checkpoint of the moving state
+            await alice.send_input({"n": n})
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert calls(redis_server, "eval") >= 2  # the directory's entry and a checkpoint
+    assert calls(redis_server, "script|exists") == 0

@@ -78,9 +78,7 @@ class Checkpoints:
         self._epochs = epochs
         self.interval = interval
         self._ttl_ms = int(ttl * 1000)
-        self._write = client.register_script(_FENCED_WRITE)
-        self._delete = client.register_script(_FENCED_DELETE)
-        self._release = client.register_script(_RELEASE)
+        self._delete = client.register_script(_FENCED_DELETE)  # alone: EVALSHA
         self._dirty: set[str] = set()  # rosters to save
         self._state_due: set[str] = set()  # states to save
         self._saved_ticks: dict[str, int] = {}  # room id -> tick of its last saved state
@@ -181,7 +179,7 @@ class Checkpoints:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for room_id, epoch, fields in parts:
-                    await self._fenced_write(pipe, room_id, epoch, fields)
+                    self._fenced_write(pipe, room_id, epoch, fields)
                 results = await pipe.execute()
         except (RedisError, OSError) as exc:
             self.failed += 1
@@ -208,11 +206,11 @@ class Checkpoints:
             fields += ["s", checkpoint.pack_state(room, self._logic_saved(room))]
         return fields
 
-    async def _fenced_write(self, pipe: Any, room_id: str, epoch: int, fields: list[Any]) -> None:
-        """Queue the write on ``pipe`` (awaiting only queues it; ``execute`` sends)."""
-        keys = [ROOM_PREFIX + room_id, PREFIX + room_id]
+    def _fenced_write(self, pipe: Any, room_id: str, epoch: int, fields: list[Any]) -> None:
+        """Queue the write on ``pipe`` (``execute`` sends it). EVAL with the script's text:
+        redis-py's Script in a pipeline first asks whether it is loaded, a round trip more."""
         args = [self._worker_id, epoch, self._ttl_ms, *fields]
-        await self._write(keys=keys, args=args, client=pipe)
+        pipe.eval(_FENCED_WRITE, 2, ROOM_PREFIX + room_id, PREFIX + room_id, *args)
 
     def _workers_of(self, room: Room) -> dict[str, str]:
         me = self._worker_id
@@ -241,12 +239,10 @@ class Checkpoints:
                 await asyncio.shield(flushing)
         roster = checkpoint.pack_roster(room, self._workers_of(room), leaving=True)
         state = checkpoint.pack_state(room, self._logic_saved(room))
-        keys = [ROOM_PREFIX + room.id, PREFIX + room.id]
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                args = [self._worker_id, epoch, self._ttl_ms, "r", roster, "s", state]
-                await self._write(keys=keys, args=args, client=pipe)
-                await self._release(keys=keys[:1], args=[self._worker_id, epoch], client=pipe)
+                self._fenced_write(pipe, room.id, epoch, ["r", roster, "s", state])
+                pipe.eval(_RELEASE, 1, ROOM_PREFIX + room.id, self._worker_id, epoch)
                 written, released = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("room %s: could not hand over (it waits for a takeover): %s", room.id, exc)
@@ -260,10 +256,10 @@ class Checkpoints:
         with contextlib.suppress(RedisError, OSError):
             await self._delete(keys=keys, args=[self._worker_id, epoch])
 
-    async def refresh(self, pipe: Any) -> None:
+    def refresh(self, pipe: Any) -> None:
         """Keep the checkpoints of live rooms from expiring (the directory refresh)."""
         for room_id, epoch in list(self._epochs.items()):
-            await self._fenced_write(pipe, room_id, epoch, [])
+            self._fenced_write(pipe, room_id, epoch, [])
 
     # Reads -------------------------------------------------------------------------------
 

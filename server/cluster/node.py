@@ -621,7 +621,7 @@ class ClusterNode:
             self.directory.changed(room)
         if self.epochs:
             async with self.bus.client.pipeline(transaction=False) as pipe:
-                await self.checkpoints.refresh(pipe)
+                self.checkpoints.refresh(pipe)
                 await pipe.execute()
 
     async def _reassert(self, renewal: Renewal) -> None:
