@@ -44,7 +44,10 @@ CLUSTER_COUNTERS = {
     "resyncs": "Remote rooms that asked their owner for a full state again.",
     "bad_items": "Undecodable batches or items from other workers.",
     "takeovers": "Rooms this worker took over from a dead owner.",
-    "directory_writes_refused": "Room directory writes fenced off: the room had moved.",
+    "directory_writes_refused": (
+        "Room directory writes fenced off: the room was no longer ours under that epoch "
+        "(moved, handed over, or Redis lost its data)."
+    ),
 }
 CLUSTER_GAUGES = {
     "owned_rooms": "Rooms this worker owns (ticks).",

@@ -73,6 +73,7 @@ async def test_a_room_this_worker_does_not_own_is_not_written(one: Worker, room:
     one.directory.changed(room)
     await one.written()
     assert await one.directory.describe(room.id) is None
+    assert one.directory.refused == 0  # not refused by Redis: never sent
 
 
 async def test_a_deposed_owner_cannot_overwrite_its_successors_entry(
@@ -100,6 +101,7 @@ async def test_a_deposed_owner_cannot_unlist_its_successors_room(
     await two.written()
     one.directory.removed(room, old)
     await one.written()
+    assert one.directory.refused == 1
     assert [entry["id"] for entry in await two.directory.open_rooms("relay")] == [room.id]
     assert await two.directory.describe(room.id) is not None
 
@@ -126,3 +128,17 @@ async def test_a_flush_is_one_round_trip_without_asking_for_loaded_scripts(
     calls = await client.info("commandstats")
     assert calls["cmdstat_eval"]["calls"] == 1
     assert not any(name.startswith("cmdstat_script") for name in calls)
+
+
+async def test_a_release_then_a_newer_claim_fences_off_the_old_owners_delete(
+    one: Worker, two: Worker, room: Room
+) -> None:
+    old = await one.own(room)
+    assert await one.leases.release(room.id, old)
+    await two.own(room)
+    two.directory.changed(room)
+    await two.written()
+    one.directory.removed(room, old)
+    await one.written()
+    assert one.directory.refused == 1
+    assert (await two.directory.describe(room.id) or {})["owner"] == "w2"

@@ -96,6 +96,18 @@ async def test_one_loop_turn_leaves_in_one_batch_per_destination(
     await batcher.close()
 
 
+async def test_a_flush_counts_its_batches_and_the_items_in_them(
+    link: CountingLink, listener: Listener
+) -> None:
+    batcher = Batcher("w1", 1, link)
+    for item in (b"s1", b"s2", b"s3"):
+        batcher.send("to-a", item)
+    batcher.send("to-b", b"e1")
+    await settle(batcher)
+    assert (batcher.batches_sent, batcher.items_sent) == (2, 4)
+    await batcher.close()
+
+
 async def test_each_loop_turn_takes_the_next_sequence_number(
     link: CountingLink, listener: Listener
 ) -> None:

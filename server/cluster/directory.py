@@ -106,6 +106,8 @@ class Directory:
             self._mark(room, epoch, True)
 
     def removed(self, room: Room, epoch: int) -> None:
+        """Unlist the room, under the epoch the caller owned it by: by now this worker has
+        let the room go, and ``changed`` would find no epoch for it."""
         self._mark(room, epoch, False)
 
     def _mark(self, room: Room, epoch: int, there: bool) -> None:
@@ -134,7 +136,7 @@ class Directory:
                 results = await pipe.execute()
             self.refused += results.count(0)
         except (RedisError, OSError) as exc:
-            log.debug("directory write failed (rewritten on the next refresh): %s", exc)
+            log.debug("directory write failed (live rooms are rewritten every refresh): %s", exc)
         finally:
             self._flushing = None
         if self._dirty and not self._scheduled:

@@ -218,7 +218,8 @@ class ClusterNode:
             self._dispatch(source, item)
 
     def disowned(self, room: Room) -> None:
-        """The room is gone for good: its ownership, directory entry and checkpoint too."""
+        """The room is gone for good: its ownership, directory entry and checkpoint too
+        (the last two only under the epoch this worker still owned it by)."""
         epoch = self.let_go(room, detach=False)  # its members everywhere are closed
         if epoch is not None:
             self.directory.removed(room, epoch)
