@@ -142,3 +142,38 @@ async def test_a_release_then_a_newer_claim_fences_off_the_old_owners_delete(
     await one.written()
     assert one.directory.refused == 1
     assert (await two.directory.describe(room.id) or {})["owner"] == "w2"
+
+
+async def test_our_entry_for_a_room_nobody_owns_any_more_is_deleted(
+    one: Worker, two: Worker, room: Room
+) -> None:
+    old = await one.own(room)
+    one.directory.changed(room)
+    await one.written()
+    assert await one.leases.release(room.id, old)
+    assert await two.leases.release(room.id, await two.own(room))  # never listed it
+    one.directory.removed(room, old)
+    await one.written()
+    assert await one.directory.describe(room.id) is None
+
+
+async def test_a_delete_that_failed_is_retried_at_the_next_refresh(
+    client: aioredis.Redis, redis_server: RedisServer, room: Room
+) -> None:
+    await client.acl_setuser("dir", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"])
+    restricted = aioredis.Redis.from_url(redis_server.url, username="dir", password="pw")
+    try:
+        worker = Worker(restricted, "w1")
+        epoch = await worker.own(room)
+        worker.directory.changed(room)
+        await worker.written()
+        await client.acl_setuser("dir", commands=["-eval"])  # every write fails now
+        worker.directory.removed(room, epoch)
+        await worker.written()
+        assert await client.hexists("tr:dir", room.id)
+        await client.acl_setuser("dir", commands=["+eval"])
+        worker.directory.retry()  # what the node's refresh calls
+        await worker.written()
+        assert not await client.hexists("tr:dir", room.id)
+    finally:
+        await restricted.aclose()

@@ -52,12 +52,16 @@ end
 return 1
 """
 
-# Also after our own release (the room is deleted, its lease given back in the same turn):
-# the epoch is still ours until someone claims the room anew.
+# Ours to delete: under our epoch, also after our own release (the room is deleted and its
+# lease given back in the same turn, which may reach Redis first); or our own entry for a
+# room nobody owns any more (another worker claimed and released it in between, without
+# ever listing it), which nobody else would remove.
 _FENCED_DELETE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] or (owner and owner ~= ARGV[1]) then
-  return 0
+  if owner then return 0 end
+  local entry = redis.call('HGET', KEYS[2], ARGV[3])
+  if not entry or cjson.decode(entry)['owner'] ~= ARGV[1] then return 0 end
 end
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -136,9 +140,20 @@ class Directory:
                 results = await pipe.execute()
             self.refused += results.count(0)
         except (RedisError, OSError) as exc:
-            log.debug("directory write failed (live rooms are rewritten every refresh): %s", exc)
+            # Live rooms are rewritten every refresh; a deleted one only by a retry, which
+            # waits for the next refresh (``retry``) rather than spin while Redis is away.
+            for room_id, (room, epoch, there) in dirty.items():
+                if not there:
+                    self._dirty.setdefault(room_id, (room, epoch, there))
+            log.debug("directory write failed (retried at the next refresh): %s", exc)
+            return
         finally:
             self._flushing = None
+        if self._dirty:
+            self.retry()
+
+    def retry(self) -> None:
+        """Write what is still pending (after a failed write: the node's refresh)."""
         if self._dirty and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

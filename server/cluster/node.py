@@ -620,6 +620,7 @@ class ClusterNode:
         """Every few seconds: directory entries rewritten, checkpoints kept from expiring."""
         for room in self._rooms.values():
             self.directory.changed(room)
+        self.directory.retry()  # deletes that failed while Redis was away
         if self.epochs:
             async with self.bus.client.pipeline(transaction=False) as pipe:
                 self.checkpoints.refresh(pipe)
