@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,3 +217,13 @@ def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[Any]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+async def redis_client(redis_server: Any) -> AsyncIterator[Any]:
+    """A redis.asyncio client of that server (timeouts short: a test must not hang)."""
+    import redis.asyncio as aioredis
+
+    connection = aioredis.Redis.from_url(redis_server.url, socket_timeout=1.0)
+    yield connection
+    await connection.aclose()

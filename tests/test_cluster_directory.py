@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,13 +14,6 @@ from tickrelay.server.cluster.lease import Leases
 from tickrelay.server.room import Room
 
 TTL = 0.3
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_server.url)
-    yield connection
-    await connection.aclose()
 
 
 @pytest.fixture
@@ -49,29 +41,47 @@ class Worker:
         await asyncio.sleep(0)
         await self.directory.close()
 
+    async def changed(self, room: Room) -> None:
+        """``Directory.changed``, written through to Redis."""
+        self.directory.changed(room)
+        await self.written()
+
+    async def removed(self, room: Room, epoch: int) -> None:
+        """``Directory.removed``, written through to Redis."""
+        self.directory.removed(room, epoch)
+        await self.written()
+
+
+async def deposed(one: Worker, two: Worker, room: Room) -> int:
+    """``one`` owned the room under the epoch returned until its lease lapsed (a pause);
+    ``two`` took the room over and listed it."""
+    old = await one.own(room, ttl=TTL)
+    await asyncio.sleep(TTL + 0.2)
+    await two.own(room)
+    await two.changed(room)
+    return old
+
 
 @pytest.fixture
-def one(client: aioredis.Redis) -> Worker:
-    return Worker(client, "w1")
+def one(redis_client: aioredis.Redis) -> Worker:
+    return Worker(redis_client, "w1")
 
 
 @pytest.fixture
-def two(client: aioredis.Redis) -> Worker:
-    return Worker(client, "w2")
+def two(redis_client: aioredis.Redis) -> Worker:
+    return Worker(redis_client, "w2")
 
 
 async def test_the_owner_lists_its_room(one: Worker, room: Room) -> None:
     await one.own(room)
-    one.directory.changed(room)
-    await one.written()
+    await one.changed(room)
     assert (await one.directory.describe(room.id) or {})["owner"] == "w1"
     assert [entry["id"] for entry in await one.directory.page(None, 10)] == [room.id]
     assert [entry["id"] for entry in await one.directory.open_rooms("relay")] == [room.id]
 
 
 async def test_a_room_this_worker_does_not_own_is_not_written(one: Worker, room: Room) -> None:
-    one.directory.changed(room)
-    await one.written()
+    await one.changed(room)
     assert await one.directory.describe(room.id) is None
     assert one.directory.refused == 0  # not refused by Redis: never sent
 
@@ -79,14 +89,9 @@ async def test_a_room_this_worker_does_not_own_is_not_written(one: Worker, room:
 async def test_a_deposed_owner_cannot_overwrite_its_successors_entry(
     one: Worker, two: Worker, room: Room
 ) -> None:
-    await one.own(room, ttl=TTL)
-    await asyncio.sleep(TTL + 0.2)
-    await two.own(room)
-    two.directory.changed(room)
-    await two.written()
+    await deposed(one, two, room)
     await one.leases.renew(TTL)  # it comes back from its pause, still holding epoch 1...
-    one.directory.changed(room)
-    await one.written()
+    await one.changed(room)
     assert (await two.directory.describe(room.id) or {})["owner"] == "w2"  # ...and is fenced
     assert one.directory.refused == 1
 
@@ -94,13 +99,8 @@ async def test_a_deposed_owner_cannot_overwrite_its_successors_entry(
 async def test_a_deposed_owner_cannot_unlist_its_successors_room(
     one: Worker, two: Worker, room: Room
 ) -> None:
-    old = await one.own(room, ttl=TTL)
-    await asyncio.sleep(TTL + 0.2)
-    await two.own(room)
-    two.directory.changed(room)
-    await two.written()
-    one.directory.removed(room, old)
-    await one.written()
+    old = await deposed(one, two, room)
+    await one.removed(room, old)
     assert one.directory.refused == 1
     assert [entry["id"] for entry in await two.directory.open_rooms("relay")] == [room.id]
     assert await two.directory.describe(room.id) is not None
@@ -108,24 +108,21 @@ async def test_a_deposed_owner_cannot_unlist_its_successors_room(
 
 async def test_a_room_deleted_after_its_release_is_unlisted(one: Worker, room: Room) -> None:
     epoch = await one.own(room)
-    one.directory.changed(room)
-    await one.written()
+    await one.changed(room)
     assert await one.leases.release(room.id, epoch)  # the lease went back first
-    one.directory.removed(room, epoch)
-    await one.written()
+    await one.removed(room, epoch)
     assert await one.directory.describe(room.id) is None
     assert await one.directory.page(None, 10) == []
     assert await one.directory.open_rooms("relay") == []
 
 
 async def test_a_flush_is_one_round_trip_without_asking_for_loaded_scripts(
-    one: Worker, room: Room, client: aioredis.Redis
+    one: Worker, room: Room, redis_client: aioredis.Redis
 ) -> None:
     await one.own(room)
-    await client.config_resetstat()
-    one.directory.changed(room)
-    await one.written()
-    calls = await client.info("commandstats")
+    await redis_client.config_resetstat()
+    await one.changed(room)
+    calls = await redis_client.info("commandstats")
     assert calls["cmdstat_eval"]["calls"] == 1
     assert not any(name.startswith("cmdstat_script") for name in calls)
 
@@ -136,10 +133,8 @@ async def test_a_release_then_a_newer_claim_fences_off_the_old_owners_delete(
     old = await one.own(room)
     assert await one.leases.release(room.id, old)
     await two.own(room)
-    two.directory.changed(room)
-    await two.written()
-    one.directory.removed(room, old)
-    await one.written()
+    await two.changed(room)
+    await one.removed(room, old)
     assert one.directory.refused == 1
     assert (await two.directory.describe(room.id) or {})["owner"] == "w2"
 
@@ -148,32 +143,30 @@ async def test_our_entry_for_a_room_nobody_owns_any_more_is_deleted(
     one: Worker, two: Worker, room: Room
 ) -> None:
     old = await one.own(room)
-    one.directory.changed(room)
-    await one.written()
+    await one.changed(room)
     assert await one.leases.release(room.id, old)
     assert await two.leases.release(room.id, await two.own(room))  # never listed it
-    one.directory.removed(room, old)
-    await one.written()
+    await one.removed(room, old)
     assert await one.directory.describe(room.id) is None
 
 
 async def test_a_delete_that_failed_is_retried_at_the_next_refresh(
-    client: aioredis.Redis, redis_server: RedisServer, room: Room
+    redis_client: aioredis.Redis, redis_server: RedisServer, room: Room
 ) -> None:
-    await client.acl_setuser("dir", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"])
+    await redis_client.acl_setuser(
+        "dir", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+    )
     restricted = aioredis.Redis.from_url(redis_server.url, username="dir", password="pw")
     try:
         worker = Worker(restricted, "w1")
         epoch = await worker.own(room)
-        worker.directory.changed(room)
-        await worker.written()
-        await client.acl_setuser("dir", commands=["-eval"])  # every write fails now
-        worker.directory.removed(room, epoch)
-        await worker.written()
-        assert await client.hexists("tr:dir", room.id)
-        await client.acl_setuser("dir", commands=["+eval"])
+        await worker.changed(room)
+        await redis_client.acl_setuser("dir", commands=["-eval"])  # every write fails now
+        await worker.removed(room, epoch)
+        assert await redis_client.hexists("tr:dir", room.id)
+        await redis_client.acl_setuser("dir", commands=["+eval"])
         worker.directory.retry()  # what the node's refresh calls
         await worker.written()
-        assert not await client.hexists("tr:dir", room.id)
+        assert not await redis_client.hexists("tr:dir", room.id)
     finally:
         await restricted.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,20 +14,13 @@ TTL = 0.3
 
 
 @pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_server.url)
-    yield connection
-    await connection.aclose()
+def one(redis_client: aioredis.Redis) -> Leases:
+    return Leases(redis_client, "w1", "boot-1")
 
 
 @pytest.fixture
-def one(client: aioredis.Redis) -> Leases:
-    return Leases(client, "w1", "boot-1")
-
-
-@pytest.fixture
-def two(client: aioredis.Redis) -> Leases:
-    return Leases(client, "w2", "boot-2")
+def two(redis_client: aioredis.Redis) -> Leases:
+    return Leases(redis_client, "w2", "boot-2")
 
 
 async def test_a_new_lease_is_created_then_renewed(one: Leases) -> None:
@@ -43,10 +35,10 @@ async def test_a_lease_that_expired_reports_lapsed(one: Leases) -> None:
 
 
 async def test_another_boot_with_the_same_worker_id_conflicts(
-    one: Leases, client: aioredis.Redis
+    one: Leases, redis_client: aioredis.Redis
 ) -> None:
     await one.renew(5)
-    impostor = Leases(client, "w1", "boot-2")
+    impostor = Leases(redis_client, "w1", "boot-2")
     assert await impostor.renew(5) is Renewal.CONFLICT
 
 
@@ -85,7 +77,7 @@ async def test_a_room_whose_owner_lease_lapsed_is_taken_over_with_a_higher_epoch
 
 
 async def test_a_deposed_owner_cannot_write_under_its_old_epoch(
-    one: Leases, two: Leases, client: aioredis.Redis
+    one: Leases, two: Leases, redis_client: aioredis.Redis
 ) -> None:
     await one.renew(TTL)
     await two.renew(5)
@@ -95,7 +87,7 @@ async def test_a_deposed_owner_cannot_write_under_its_old_epoch(
     await one.renew(TTL)  # it comes back from its pause...
     assert not await one.fenced_set("r", old.epoch, "tr:ckpt:r", b"stale")  # ...and is fenced
     assert await two.fenced_set("r", new.epoch, "tr:ckpt:r", b"fresh")
-    assert await client.get("tr:ckpt:r") == b"fresh"
+    assert await redis_client.get("tr:ckpt:r") == b"fresh"
 
 
 async def test_a_released_room_is_claimed_at_once_without_waiting_for_the_lease(

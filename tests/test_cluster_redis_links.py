@@ -19,18 +19,11 @@ from tickrelay.server.cluster.redislink import Endpoint, PublishLink
 from tickrelay.server.cluster.sequence import Arrival, IncomingSequences
 
 
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_server.url, socket_timeout=1.0)
-    yield connection
-    await connection.aclose()
-
-
 class Listener:
     """A subscriber on some channels that decodes every batch it gets."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.pubsub = client.pubsub()
+    def __init__(self, redis_client: aioredis.Redis) -> None:
+        self.pubsub = redis_client.pubsub()
 
     async def start(self, *channels: str) -> None:
         await self.pubsub.subscribe(*channels)
@@ -47,8 +40,8 @@ class Listener:
 
 
 @pytest.fixture
-async def listener(client: aioredis.Redis) -> AsyncIterator[Listener]:
-    subscriber = Listener(client)
+async def listener(redis_client: aioredis.Redis) -> AsyncIterator[Listener]:
+    subscriber = Listener(redis_client)
     await subscriber.start("to-a", "to-b")
     yield subscriber
     await subscriber.close()
@@ -81,14 +74,21 @@ async def settle(batcher: Batcher) -> None:
             return
 
 
-async def test_one_loop_turn_leaves_in_one_batch_per_destination(
-    link: CountingLink, listener: Listener
-) -> None:
+async def one_turn(link: CountingLink) -> Batcher:
+    """A batcher that was sent three items for ``to-a`` and one for ``to-b`` in one loop
+    turn, and flushed them."""
     batcher = Batcher("w1", 1, link)
     for item in (b"s1", b"s2", b"s3"):
         batcher.send("to-a", item)
     batcher.send("to-b", b"e1")
     await settle(batcher)
+    return batcher
+
+
+async def test_one_loop_turn_leaves_in_one_batch_per_destination(
+    link: CountingLink, listener: Listener
+) -> None:
+    batcher = await one_turn(link)
     got = dict([await listener.next(), await listener.next()])
     assert got["to-a"].items == [b"s1", b"s2", b"s3"]
     assert got["to-b"].items == [b"e1"]
@@ -96,14 +96,8 @@ async def test_one_loop_turn_leaves_in_one_batch_per_destination(
     await batcher.close()
 
 
-async def test_a_flush_counts_its_batches_and_the_items_in_them(
-    link: CountingLink, listener: Listener
-) -> None:
-    batcher = Batcher("w1", 1, link)
-    for item in (b"s1", b"s2", b"s3"):
-        batcher.send("to-a", item)
-    batcher.send("to-b", b"e1")
-    await settle(batcher)
+async def test_a_flush_counts_its_batches_and_the_items_in_them(link: CountingLink) -> None:
+    batcher = await one_turn(link)
     assert (batcher.batches_sent, batcher.items_sent) == (2, 4)
     await batcher.close()
 
@@ -152,11 +146,11 @@ async def test_batches_published_while_redis_is_down_are_counted_lost_and_logged
 
 
 async def test_a_receiver_sees_what_a_redis_restart_lost_as_a_gap(
-    redis_server: RedisServer, client: aioredis.Redis, link: CountingLink
+    redis_server: RedisServer, redis_client: aioredis.Redis, link: CountingLink
 ) -> None:
     batcher = Batcher("w1", 1, link)
     incoming = IncomingSequences()
-    subscriber = Listener(client)
+    subscriber = Listener(redis_client)
     await subscriber.start("to-a")
     batcher.send("to-a", "before")
     await settle(batcher)

@@ -151,7 +151,6 @@ class Batcher:
     def _take(self) -> tuple[list[tuple[str, bytes]], int]:
         """Pack what is pending, one batch per destination, each with its next sequence."""
         pending, self._pending = self._pending, {}
-        self._due_at = NOTHING
         self._last_flush = asyncio.get_running_loop().time()
         self.turns += 1  # what was sent so far is packed now: later items start new ones
         batches = [

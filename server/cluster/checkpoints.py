@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from tickrelay.server.cluster import checkpoint
-from tickrelay.server.cluster.lease import ROOM_PREFIX
+from tickrelay.server.cluster.lease import RELEASE, ROOM_PREFIX, fenced
 from tickrelay.server.cluster.peers import RemoteMemberLink
 
 if TYPE_CHECKING:
@@ -31,33 +31,16 @@ log = logging.getLogger("tickrelay.cluster")
 
 PREFIX = "tr:ck:"
 
-_FENCED_WRITE = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1]
-   or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
-  return 0
-end
+_FENCED_WRITE = fenced("""
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 return 1
-"""
+""")
 
-_FENCED_DELETE = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1]
-   and redis.call('HGET', KEYS[1], 'epoch') == ARGV[2] then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1]
-   and redis.call('HGET', KEYS[1], 'epoch') == ARGV[2] then
-  redis.call('HDEL', KEYS[1], 'owner')
-  return 1
-end
-return 0
-"""
+_FENCED_DELETE = fenced("""
+redis.call('DEL', KEYS[2])
+return 1
+""")
 
 
 class Checkpoints:
@@ -78,7 +61,7 @@ class Checkpoints:
         self._epochs = epochs
         self.interval = interval
         self._ttl_ms = int(ttl * 1000)
-        self._delete = client.register_script(_FENCED_DELETE)  # alone: EVALSHA
+        self._delete = client.register_script(_FENCED_DELETE)  # sent alone: EVALSHA
         self._dirty: set[str] = set()  # rosters to save
         self._state_due: set[str] = set()  # states to save
         self._saved_ticks: dict[str, int] = {}  # room id -> tick of its last saved state
@@ -207,8 +190,7 @@ class Checkpoints:
         return fields
 
     def _fenced_write(self, pipe: Any, room_id: str, epoch: int, fields: list[Any]) -> None:
-        """Queue the write on ``pipe`` (``execute`` sends it). EVAL with the script's text:
-        redis-py's Script in a pipeline first asks whether it is loaded, a round trip more."""
+        """Queue the write on ``pipe`` (``execute`` sends it; EVAL: see ``lease.fenced``)."""
         args = [self._worker_id, epoch, self._ttl_ms, *fields]
         pipe.eval(_FENCED_WRITE, 2, ROOM_PREFIX + room_id, PREFIX + room_id, *args)
 
@@ -242,7 +224,7 @@ class Checkpoints:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 self._fenced_write(pipe, room.id, epoch, ["r", roster, "s", state])
-                pipe.eval(_RELEASE, 1, ROOM_PREFIX + room.id, self._worker_id, epoch)
+                pipe.eval(RELEASE, 1, ROOM_PREFIX + room.id, self._worker_id, epoch)
                 written, released = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("room %s: could not hand over (it waits for a takeover): %s", room.id, exc)

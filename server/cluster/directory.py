@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from tickrelay.server.cluster.lease import ROOM_PREFIX
+from tickrelay.server.cluster.lease import ROOM_PREFIX, fenced
 
 if TYPE_CHECKING:
     from tickrelay.server.room import Room
@@ -36,11 +36,7 @@ PUBLIC_IDS = "tr:ids"
 OPEN_PREFIX = "tr:open:"
 
 # ARGV: owner, epoch, room id, entry, listing ('' private, 'open' with a free seat, 'full')
-_FENCED_PUT = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1]
-   or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
-  return 0
-end
+_FENCED_PUT = fenced("""
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 if ARGV[5] == '' then return 1 end
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
@@ -50,7 +46,7 @@ else
   redis.call('SREM', KEYS[4], ARGV[3])
 end
 return 1
-"""
+""")
 
 # Ours to delete: under our epoch, also after our own release (the room is deleted and its
 # lease given back in the same turn, which may reach Redis first); or our own entry for a
@@ -58,8 +54,10 @@ return 1
 # ever listing it), which nobody else would remove.
 _FENCED_DELETE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] or (owner and owner ~= ARGV[1]) then
-  if owner then return 0 end
+local ours = redis.call('HGET', KEYS[1], 'epoch') == ARGV[2]
+if owner then
+  if owner ~= ARGV[1] or not ours then return 0 end
+elseif not ours then
   local entry = redis.call('HGET', KEYS[2], ARGV[3])
   if not entry or cjson.decode(entry)['owner'] ~= ARGV[1] then return 0 end
 end
@@ -149,11 +147,11 @@ class Directory:
             return
         finally:
             self._flushing = None
-        if self._dirty:
-            self.retry()
+        self.retry()
 
     def retry(self) -> None:
-        """Write what is still pending (after a failed write: the node's refresh)."""
+        """Write what is still pending: marks made during a write, or after a failed one
+        (the node's refresh). Writes go as EVAL: see ``lease.fenced``."""
         if self._dirty and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -161,8 +159,6 @@ class Directory:
     def _keys(self, room: Room) -> list[str]:
         return [ROOM_PREFIX + room.id, DESCRIPTIONS, PUBLIC_IDS, OPEN_PREFIX + room.options.logic]
 
-    # EVAL with the script's text, not redis-py's Script: in a pipeline that asks Redis
-    # whether its scripts are loaded first, a second round trip per flush.
     def _put(self, pipe: Any, room: Room, epoch: int) -> None:
         entry = json.dumps(entry_of(room, self._worker_id), separators=(",", ":"))
         listing = ""
