@@ -27,6 +27,8 @@ class Clock(Protocol):
 
     def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> Timer: ...
 
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> Timer: ...
+
 
 class LoopClock:
     """The production clock: ``time.monotonic`` (the loop's own time) and the running loop."""
@@ -37,6 +39,9 @@ class LoopClock:
 
     def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> Timer:
         return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> Timer:
+        return asyncio.get_running_loop().call_at(when, callback, *args)
 
 
 class Countdown:

@@ -20,6 +20,7 @@ from tickrelay.server.room_options import RoomLimits, RoomOptions
 from tickrelay.server.roomindex import MatchIndex, RoomIds
 from tickrelay.server.roomquota import RoomQuota
 from tickrelay.server.settings import Settings
+from tickrelay.server.tick import Phase
 from tickrelay.server.tokens import ResumeTokens
 
 log = logging.getLogger("tickrelay.registry")
@@ -43,9 +44,9 @@ class RoomFailed(JoinRefusal):
 class RoomRegistry:
     """Owns every room and the tasks that dispose of them."""
 
-    #: Whether rooms tick in phases shared by all rooms of a rate (see ``TickLoop``): a
-    #: cluster's do.
-    aligned_ticks = False
+    #: Where in the period this worker's rooms tick (``tick.Phase``): a cluster's do all
+    #: at one instant; one process's from their own creation.
+    tick_phase: Phase | None = None
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class RoomRegistry:
             self.metrics.ticks,
             self._room_idle,
             self.clock,
-            self.aligned_ticks,
+            self.tick_phase,
         )
         try:
             room.start()

@@ -32,7 +32,7 @@ from tickrelay.server.metrics import TickStats
 from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.room_options import RoomLimits, RoomOptions
 from tickrelay.server.state import RoomState, StateTooLarge, encoded_size
-from tickrelay.server.tick import TickLoop
+from tickrelay.server.tick import Phase, TickLoop
 from tickrelay.server.wire import StateFrame, Wire
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class Room:
         tick_stats: TickStats,
         on_empty: Callable[[Room], None],
         clock: Clock | None = None,
-        aligned_ticks: bool = False,
+        tick_phase: Phase | None = None,
     ) -> None:
         logic_cls = logic_registry.get(options.logic)
         if logic_cls is None:
@@ -92,7 +92,7 @@ class Room:
         self.on_roster: Callable[[Room], None] = _no_seat_watcher
         self._idle = Countdown(clock, limits.idle_timeout, self._idle_over)
         self.ticks = TickLoop(
-            options.tick_rate, self._step, self._busy, tick_stats, clock, aligned_ticks
+            options.tick_rate, self._step, self._busy, tick_stats, clock, tick_phase
         )
         self.inputs = InputQueue(self.state, room_id, self.host, self.ticks.input_arrived)
         # RoomLink.receive_input is the queue's own check: one call per input, no relay.

@@ -1,9 +1,9 @@
 """The tick loop: one timer per room that runs ``Room.step`` on a monotonic schedule.
 
 Tick ``n`` is due at ``t0 + n / rate``: ticks do not drift, and a late tick runs late with
-its lag measured rather than being skipped silently. In a cluster ``t0`` lies on a grid of
-``TICK_PHASES`` points per period (of the monotonic clock, which every process of a host
-shares), so the rooms of one rate tick in a few shared loop turns. A room whose logic is
+its lag measured rather than being skipped silently. In a cluster every room of a worker
+ticks at the worker's own ``Phase`` of the period (of the monotonic clock, which every
+process of a host shares), so its rooms of one rate tick in one loop turn. A room whose logic is
 passive and that has nothing pending sleeps until woken; its tick number still tells the
 time after.
 
@@ -41,8 +41,71 @@ RUNNING = TickState.RUNNING
 STOPPED = TickState.STOPPED
 
 
-#: Aligned rooms of one rate tick at this many instants per period (see ``_start_at``).
-TICK_PHASES = 2
+class Phase:
+    """Where in each period the rooms of a cluster worker tick, and the loop timers they
+    share: one per instant.
+
+    In a cluster each worker ticks all its rooms of one rate at its own ``fraction`` of the
+    period, and the workers' fractions lie apart (``ClusterNode`` sets it from its boot
+    number). An owner then sends the states of all its rooms to a worker in one publish a
+    period, and the inputs forwarded to it leave together just ahead of that instant: two
+    publishes a period between two workers, each way. Every publish costs the sender,
+    Redis and the receiver a wake-up, which on a shared core costs more than the Python
+    around it. A worker's burst of steps falls while the other workers are quiet, so a
+    shared core sees no more load at a time than with phases shared by every worker.
+
+    The rooms of one instant share a loop timer because uvloop's timers have millisecond
+    resolution: a timer per room, each set in a different loop turn, fires the rooms of one
+    instant over two turns, and their states then leave in two publishes. One process
+    needs none of this and keeps its rooms' ticks spread over the period.
+    """
+
+    __slots__ = ("_call_at", "_due", "fraction")
+
+    def __init__(self, clock: Clock, fraction: float = 0.0) -> None:
+        self._call_at = clock.call_at
+        self._due: dict[int, list[_Shared]] = {}  # instant (in units of QUANTUM) -> timers
+        self.fraction = fraction
+
+    def start_at(self, t0: float, rate: int) -> float:
+        """The last instant of this phase at or before ``t0`` (tick 0 of a room)."""
+        offset = self.fraction / rate
+        return math.floor((t0 - offset) * rate) / rate + offset
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """``callback`` at ``when``, in the same loop turn as every other one due then."""
+        timer = _Shared(callback)
+        key = round(when / QUANTUM)  # rooms' sums of t0 and n periods differ in the last bits
+        due = self._due.get(key)
+        if due is None:
+            self._due[key] = [timer]
+            self._call_at(when, self._fire, key)
+        else:
+            due.append(timer)
+        return timer
+
+    def _fire(self, key: int) -> None:
+        for timer in self._due.pop(key, ()):
+            if not timer.cancelled:
+                try:
+                    timer.callback()
+                except Exception:  # as the loop would for a timer of its own: the rest run
+                    log.exception("a tick timer failed")
+
+
+#: Instants closer than this are one instant for ``Phase``'s shared timers (seconds).
+QUANTUM = 0.0001
+
+
+class _Shared:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 class TickLoop:
@@ -55,7 +118,7 @@ class TickLoop:
         busy: Callable[[], bool],
         stats: TickStats,
         clock: Clock,
-        aligned: bool = False,
+        phase: Phase | None = None,
     ) -> None:
         self.rate = rate
         self.period = 1.0 / rate
@@ -63,8 +126,8 @@ class TickLoop:
         self._busy = busy
         self._stats = stats
         self._now = clock.now
-        self._call_later = clock.call_later
-        self._aligned = aligned
+        self._call_at = clock.call_at if phase is None else phase.call_at
+        self._phase = phase
         self._t0 = self._start_at(self._now())
         self._timer: Timer | None = None
         self._due_tick = 0
@@ -93,24 +156,10 @@ class TickLoop:
         return self.last_tick
 
     def _start_at(self, t0: float) -> float:
-        """Tick 0: ``t0``, or with ``aligned`` the grid point at or before it.
-
-        In a cluster the rooms of one rate then tick in ``TICK_PHASES`` loop turns per
-        period, and an owner sends the states of all the rooms of a phase to a worker in
-        one publish, not one per room; the inputs forwarded to it leave together just
-        ahead of a phase too. Each phase costs every worker and Redis a wake-up per period,
-        which on a shared core costs more than the Python around it. One grid point per
-        period would publish fewest, but the burst of every room's step in one turn delays
-        the last room's players (tick lag p99 19 ms against 4 ms at 63 rooms, p99 latency
-        +10 ms); two phases halve the burst, and against four they cut the publishes from
-        about 140 to 100 a second per worker at 25 rooms, for a tick lag p99 of 4.6 ms
-        against 2.2 and a latency p99 2-3 ms higher. One process keeps its rooms' ticks
-        spread over the period. Moving tick 0 earlier only ever moves tick numbers forward.
-        """
-        if not self._aligned:
-            return t0
-        grid = self.rate * TICK_PHASES
-        return math.floor(t0 * grid) / grid
+        """Tick 0: ``t0``, or with a phase the last instant of the phase at or before it.
+        Moving tick 0 earlier only ever moves tick numbers forward."""
+        phase = self._phase
+        return t0 if phase is None else phase.start_at(t0, self.rate)
 
     def start(self) -> None:
         if self._busy():
@@ -137,9 +186,8 @@ class TickLoop:
 
     def _schedule(self) -> None:
         self._due_tick = due_tick = max(self.current + 1, self.last_tick + 1)
-        delay = self._t0 + due_tick * self.period - self._now()
         self.state = SCHEDULED
-        self._timer = self._call_later(max(delay, 0.0), self._tick)
+        self._timer = self._call_at(self._t0 + due_tick * self.period, self._tick)
 
     def _tick(self) -> None:
         self._timer = None

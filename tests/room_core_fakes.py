@@ -44,7 +44,10 @@ class ManualClock:
         return self._now
 
     def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> ManualTimer:
-        timer = ManualTimer(self._now + max(delay, 0.0), callback, args)
+        return self.call_at(self._now + max(delay, 0.0), callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> ManualTimer:
+        timer = ManualTimer(max(when, self._now), callback, args)
         heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
         return timer
 

@@ -11,8 +11,8 @@ from tickrelay.server.cluster.sequence import Arrival, IncomingSequences, Outgoi
 
 def test_a_batch_round_trips_with_its_header_and_opaque_items() -> None:
     frame = b"\x82\x05hello"  # an encoded state message travels as bytes, untouched
-    batch = unpack_batch(pack_batch("w1", 7, 3, [frame, ["cmd", "room", 2]]))
-    assert (batch.source, batch.boot, batch.seq) == ("w1", 7, 3)
+    batch = unpack_batch(pack_batch("w1", 7, 3, [frame, ["cmd", "room", 2]], held=0.0042))
+    assert (batch.source, batch.boot, batch.seq, batch.held) == ("w1", 7, 3, 0.0042)
     assert batch.items == [frame, ["cmd", "room", 2]]
 
 
@@ -20,14 +20,16 @@ def test_a_batch_round_trips_with_its_header_and_opaque_items() -> None:
     "data",
     [
         b"\xc1",  # never valid msgpack
-        msgpack.packb([2, "w1", 1, 1, []]),  # another version
-        msgpack.packb([1, "w1", 1, 0, []]),  # seq starts at 1
-        msgpack.packb([1, 5, 1, 1, []]),  # source is not a string
-        msgpack.packb([1, "w1", 1, 1, {}]),  # items are not a list
+        msgpack.packb([1, "w1", 1, 1, []]),  # version 1: no held time
+        msgpack.packb([3, "w1", 1, 1, [], 0]),  # another version
+        msgpack.packb([2, "w1", 1, 0, [], 0]),  # seq starts at 1
+        msgpack.packb([2, 5, 1, 1, [], 0]),  # source is not a string
+        msgpack.packb([2, "w1", 1, 1, {}, 0]),  # items are not a list
+        msgpack.packb([2, "w1", 1, 1, [], -1]),  # held for negative time
         msgpack.packb({"t": "input"}),  # a client message, not a batch
     ],
 )
-def test_anything_but_a_version_1_batch_is_refused(data: bytes) -> None:
+def test_anything_but_a_version_2_batch_is_refused(data: bytes) -> None:
     with pytest.raises(BadEnvelope):
         unpack_batch(data)
 

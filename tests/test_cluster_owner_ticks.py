@@ -64,6 +64,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.now = 100.0
+        self.held = 0.0  # how long the owner held the batch being read
         self.sent: list[Any] = []
         self.sent_by: list[tuple[Any, float]] = []
 
@@ -77,7 +78,7 @@ class Recorder:
 def remote_room(recorder: Recorder) -> RemoteRoom:
     return RemoteRoom(
         "r1", "owner", 1, recorder.send, recorder.send_by, lambda: recorder.now,
-        lambda room: None, input_lead=LEAD,
+        lambda: recorder.now - recorder.held, lambda room: None, input_lead=LEAD,
     )  # fmt: skip
 
 
@@ -108,6 +109,19 @@ def test_a_remote_rooms_inputs_of_one_tick_are_due_together_before_it() -> None:
     assert dues[:3] == [pytest.approx(100.0 + PERIOD - LEAD)] * 3
     assert dues[3] == pytest.approx(100.0 + 2 * PERIOD - LEAD)
     assert [item[3] for item, _ in recorder.sent_by] == [1, 2, 3, 4]
+
+
+def test_a_state_held_by_its_owner_times_the_tick_from_when_its_batch_began() -> None:
+    """An owner publishes its rooms' states once all its rooms have stepped: the tick was
+    when the batch began there, not when it arrived here."""
+    recorder = Recorder()
+    room = remote_room(recorder)
+    room.joined(7, "p1", 20)
+    recorder.now, recorder.held = 100.006, 0.006  # six milliseconds of steps on the owner
+    owner_ticked(room, 1)
+    recorder.now, recorder.held = 100.010, 0.0
+    room.receive_input(RemoteSeat(7, "p1"), Input(1, {"x": 1}))
+    assert [due for _, due in recorder.sent_by] == [pytest.approx(100.0 + PERIOD - LEAD)]
 
 
 def test_a_new_owner_is_timed_afresh() -> None:

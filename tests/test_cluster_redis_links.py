@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -250,6 +251,22 @@ async def test_an_urgent_item_takes_the_items_due_later_with_it(
     batcher.send_by("to-a", b"input", asyncio.get_running_loop().time() + 5.0)
     batcher.send_now("to-a", b"state")
     assert (await listener.next(timeout=1.0))[1].items == [b"input", b"state"]
+    await batcher.close()
+
+
+async def test_a_batch_says_how_long_its_first_urgent_item_waited(
+    link: CountingLink, listener: Listener
+) -> None:
+    """An owner publishes its states once all its rooms have stepped: the receiver times
+    the owner's tick by when the first of them was sent, not by the earlier inputs."""
+    batcher = await flushed_batcher(link, listener, 5.0)
+    batcher.send_by("to-a", b"input", asyncio.get_running_loop().time() + 5.0)
+    time.sleep(0.02)  # the input waited longer than the states
+    batcher.send_now("to-a", b"state 1")
+    time.sleep(0.01)  # the next room's step
+    batcher.send_now("to-a", b"state 2")
+    held = (await listener.next(timeout=1.0))[1].held
+    assert 0.01 <= held < 0.02
     await batcher.close()
 
 

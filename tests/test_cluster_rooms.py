@@ -9,6 +9,7 @@ section 9).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -377,3 +378,15 @@ async def test_a_room_refused_by_one_workers_quota_can_be_made_by_another(
         assert_closed_with(await refusal(full.ws, room_id), 1013)
         async with await connect(roomy.ws, room_id) as player:
             assert player.welcome["room"] == room_id
+
+
+def test_workers_tick_their_rooms_at_phases_apart(workers: list[ServerProcess]) -> None:
+    """Each worker's states (and the inputs forwarded to it) leave in a loop turn of their
+    own: the phases of three workers lie at least a fifth of a period apart."""
+    phases = sorted(
+        httpx.get(f"{server.http}/stats", timeout=5).json()["cluster"]["tick_phase"]
+        for server in workers
+    )
+    gaps = [later - earlier for earlier, later in itertools.pairwise(phases)]
+    gaps.append(1 + phases[0] - phases[-1])
+    assert min(gaps) >= 0.2, phases

@@ -3,10 +3,10 @@
 An awaited ``PUBLISH`` per message costs 120-145 µs of client CPU, several times a whole
 message's budget, and every publish wakes Redis and the receiving worker. So sending only
 appends to the destination's list and schedules a flush, for the earliest time something
-pending must leave: ``send_now`` at the end of this loop turn (a tick's states: a cluster's
-rooms of one rate tick in a few shared phases, so one batch per destination carries a
-phase's states), ``send_by`` at a given time (forwarded inputs, which leave just ahead of
-the owner's next tick, so the inputs for a phase's rooms share one publish), ``send`` at
+pending must leave: ``send_now`` at the end of this loop turn (a tick's states: a worker's
+rooms of one rate tick in one shared phase, so one batch per destination carries all their
+states), ``send_by`` at a given time (forwarded inputs, which leave just ahead of
+the owner's next tick, so the inputs for an owner's rooms share one publish), ``send`` at
 most once per ``min_interval`` (what a room takes at once but nobody waits for to the
 millisecond: joins, events, leaves). A flush takes everything pending, whatever its due
 time, and writes one batch per destination, all in one write, awaiting nothing: the link
@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from enum import Enum
 from typing import Any, Protocol
 
@@ -63,6 +64,10 @@ class Batcher:
         self._boot = boot
         self._link = link
         self._pending: dict[str, list[Any]] = {}
+        # When the first item of each destination's batch that was due at once came: a
+        # batch's ``held`` time (the inputs pending with an owner's states came earlier,
+        # but a receiver times the owner's tick by its states).
+        self._since: dict[str, float] = {}
         self._sequences = OutgoingSequences()
         self._flush_handle: asyncio.Handle | None = None
         # When the earliest pending item must leave (loop time; SOON: at the end of this
@@ -99,6 +104,8 @@ class Batcher:
         """Leaves at the end of this loop turn, with everything pending: what a client
         waits for (a tick's states, reliable messages, answers)."""
         self._append(channel, item)
+        if channel not in self._since:
+            self._since[channel] = time.monotonic()
         if self._due_at != SOON:
             self._due(SOON)
 
@@ -151,12 +158,15 @@ class Batcher:
     def _take(self) -> tuple[list[tuple[str, bytes]], int]:
         """Pack what is pending, one batch per destination, each with its next sequence."""
         pending, self._pending = self._pending, {}
+        since, self._since = self._since, {}
         self._last_flush = asyncio.get_running_loop().time()
         self.turns += 1  # what was sent so far is packed now: later items start new ones
-        batches = [
-            (channel, pack_batch(self._source, self._boot, self._sequences.next(channel), items))
-            for channel, items in pending.items()
-        ]
+        now = time.monotonic()
+        source, boot, next_seq = self._source, self._boot, self._sequences.next
+        batches = []
+        for channel, items in pending.items():
+            held = now - since.get(channel, now)
+            batches.append((channel, pack_batch(source, boot, next_seq(channel), items, held)))
         return batches, sum(len(items) for items in pending.values())
 
     async def _connect_and_send(self, batches: list[tuple[str, bytes]], item_count: int) -> None:
@@ -207,6 +217,7 @@ class Batcher:
         if self._pending:
             await self._finish(self._publish(*self._take()))
         self._pending.clear()
+        self._since.clear()
 
     @staticmethod
     async def _finish(task: asyncio.Task[None] | None) -> None:

@@ -2,9 +2,11 @@
 
 A batch is what one worker sends another in one event-loop turn: a list of items (already
 encoded room messages, commands, replies) behind a small header that names the sender,
-the sender's boot (a worker that restarts starts a new link) and the link's sequence
-number. Items are opaque here; state frames inside them are bytes encoded once per tick,
-which msgpack copies without looking inside.
+the sender's boot (a worker that restarts starts a new link), the link's sequence
+number, and how long its first item due at once waited on the sender (so a receiver can
+tell when an owner ticked from when its states arrive, however long the owner's burst of
+steps took before it published them). Items are opaque here; state frames inside them are bytes
+encoded once per tick, which msgpack copies without looking inside.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-VERSION = 1
+VERSION = 2  # 2: the header says how long the batch was held
 
 
 class BadEnvelope(ValueError):
@@ -27,10 +29,12 @@ class Batch:
     boot: int  # the sender's start: a new boot is a new link, its sequence starts again
     seq: int  # 1, 2, 3, ... per (source, boot, destination)
     items: list[Any]
+    held: float = 0.0  # seconds from the first item due at once to the publish (sender)
 
 
-def pack_batch(source: str, boot: int, seq: int, items: list[Any]) -> bytes:
-    return msgpack.packb((VERSION, source, boot, seq, items), use_bin_type=True)
+def pack_batch(source: str, boot: int, seq: int, items: list[Any], held: float = 0.0) -> bytes:
+    held_us = max(round(held * 1_000_000), 0)
+    return msgpack.packb((VERSION, source, boot, seq, items, held_us), use_bin_type=True)
 
 
 def unpack_batch(data: bytes) -> Batch:
@@ -38,12 +42,12 @@ def unpack_batch(data: bytes) -> Batch:
         value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise BadEnvelope(f"undecodable batch: {exc}") from None
-    if not isinstance(value, list) or len(value) != 5 or value[0] != VERSION:
-        raise BadEnvelope("not a version-1 batch")
-    _, source, boot, seq, items = value
+    if not isinstance(value, list) or len(value) != 6 or value[0] != VERSION:
+        raise BadEnvelope(f"not a version-{VERSION} batch")
+    _, source, boot, seq, items, held_us = value
     if not (
         isinstance(source, str) and type(boot) is int and type(seq) is int
-        and seq > 0 and isinstance(items, list)
+        and seq > 0 and isinstance(items, list) and type(held_us) is int and held_us >= 0
     ):  # fmt: skip
         raise BadEnvelope("malformed batch header")
-    return Batch(source, boot, seq, items)
+    return Batch(source, boot, seq, items, held_us / 1_000_000)

@@ -28,6 +28,7 @@ WORKER_PREFIX = "tr:worker:"
 ROOM_PREFIX = "tr:room:"
 UP = "tr:up"
 SETTLING = "tr:settling"
+BOOTS = "tr:boots"  # counts the workers' boots: each worker's number sets its tick phase
 
 _RENEW = """
 if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], '1') end
@@ -163,6 +164,10 @@ class Leases:
         keys = [WORKER_PREFIX + self.worker_id, UP, SETTLING]
         args = [self._token, _ms(ttl), _ms(settle)]
         return Renewal(int(await self._renew(keys=keys, args=args)))
+
+    async def boot_number(self) -> int:
+        """A number no other boot of a worker got from this Redis (a counter)."""
+        return int(await self._client.incr(BOOTS))
 
     async def claim(self, room_id: str) -> Claim:
         """Own the room if nobody live does (a new epoch), or learn who does."""

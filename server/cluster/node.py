@@ -55,6 +55,7 @@ from tickrelay.server.cluster.remote_room import RemoteRoom
 from tickrelay.server.cluster.sequence import Arrival, Received
 from tickrelay.server.refusal import JoinRefusal
 from tickrelay.server.tasks import raise_if_cancelling
+from tickrelay.server.tick import Phase
 
 if TYPE_CHECKING:
     from tickrelay.server.room import Room
@@ -64,6 +65,10 @@ log = logging.getLogger("tickrelay.cluster")
 REFRESH_EVERY = 5.0  # seconds between rewrites of every owned room's directory entry
 ASK_TIMEOUT = 3.0
 RECOVERING = "the cluster is recovering, try again"
+#: Boot ``n`` ticks its rooms ``n`` times this fraction of a period (modulo one) into each
+#: period. Multiples of the golden ratio's fraction lie far apart for any number of
+#: consecutive boots (two workers: 0.38 of a period apart; three: at least 0.24).
+PHASE_STEP = 0.6180339887498949
 
 Operation = Callable[[str, Any], Coroutine[Any, Any, Any]]
 # (room id, checkpoint or None for a new room, epoch, creator) -> the room, owned here
@@ -78,6 +83,7 @@ class ClusterNode:
     def __init__(
         self,
         url: str,
+        phase: Phase,
         rooms: dict[str, Room],
         make_room: MakeRoom,
         let_go: LetGo,
@@ -120,6 +126,7 @@ class ClusterNode:
         self._lease_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.lost_batches = 0
+        self._batch_began = 0.0  # see RemoteRoom._began
         self.items_received = 0
         self.bad_items = 0
         self.send = self.bus.send  # owner fan-out, answers, control: this loop turn
@@ -128,6 +135,10 @@ class ClusterNode:
         self.input_lead = input_lead
         self._turn = lambda: self.bus.batcher.turns
         self._handlers = self._handler_table()
+        # Where in the period the rooms owned here tick: set from this worker's boot number
+        # (see ``_number_boot``), apart from the other workers' phases.
+        self.phase = phase
+        self.boot_number: int | None = None
 
     @property
     def healthy(self) -> bool:
@@ -139,6 +150,7 @@ class ClusterNode:
         return {
             "worker": self.worker_id,
             "healthy": self.healthy,
+            "tick_phase": round(self.phase.fraction, 4),
             "owned_rooms": len(self.epochs),
             "remote_rooms": len(self.remote),
             "peers": len(self.peers),
@@ -165,6 +177,7 @@ class ClusterNode:
         """Join the cluster; without Redis yet, the worker starts unready and keeps trying."""
         try:
             await self.leases.renew(self.lease_ttl)
+            await self._number_boot()
         except (RedisError, OSError) as exc:
             log.warning("Redis is not reachable yet (the worker is not ready): %s", exc)
         await self.bus.start()
@@ -257,7 +270,7 @@ class ClusterNode:
         if room is None:
             room = RemoteRoom(
                 room_id, owner, epoch, self.forward, self.forward_by,
-                asyncio.get_running_loop().time,
+                asyncio.get_running_loop().time, lambda: self._batch_began,
                 self._remote_empty, self.input_lead,
             )  # fmt: skip
             self.remote[room_id] = room
@@ -400,6 +413,7 @@ class ClusterNode:
 
     def _on_batch(self, batch: Batch, received: Received) -> None:
         source = batch.source
+        self._batch_began = asyncio.get_running_loop().time() - batch.held
         if received.arrival is Arrival.GAP:
             self._lost(source, received.lost)
         self.items_received += len(batch.items)
@@ -587,6 +601,7 @@ class ClusterNode:
                     log.warning("worker %s reaches Redis again", self.worker_id)
                 if renewal is not Renewal.RENEWED:
                     await self._reassert(renewal)
+                await self._number_boot()
                 await self._watch_workers()
                 since_refresh += self.renew_every
                 if since_refresh >= REFRESH_EVERY:
@@ -601,6 +616,15 @@ class ClusterNode:
                         "worker %s cannot reach Redis (rooms owned here keep ticking for "
                         "their local players; not ready): %s", self.worker_id, exc,
                     )  # fmt: skip
+
+    async def _number_boot(self) -> None:
+        """Our rooms' phase comes from a number no other boot got, so each worker's states
+        and the inputs forwarded to it leave in a loop turn of their own. A room claimed
+        before Redis numbered this boot (it cannot be before Redis answers) ticks at phase
+        0: only its publishes are not shared with the others'."""
+        if self.boot_number is None:
+            self.boot_number = await self.leases.boot_number()
+            self.phase.fraction = (self.boot_number * PHASE_STEP) % 1.0
 
     async def _renew(self) -> Renewal:
         knows_rooms = bool(self.epochs or self.remote)

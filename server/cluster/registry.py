@@ -29,6 +29,7 @@ from tickrelay.server.registry import OwnerSilent, RoomExists, RoomRegistry
 from tickrelay.server.room import Room
 from tickrelay.server.room_options import RoomOptions
 from tickrelay.server.settings import Settings
+from tickrelay.server.tick import Phase
 
 _ABSENT = object()
 MOVES = 3  # a join follows a room through at most this many takeovers
@@ -36,8 +37,6 @@ MOVES = 3  # a join follows a room through at most this many takeovers
 
 class ClusterRegistry(RoomRegistry):
     """A worker's rooms plus its view of the cluster's."""
-
-    aligned_ticks = True  # an owner's states for a worker: one publish per tick phase
 
     def __init__(
         self,
@@ -49,8 +48,10 @@ class ClusterRegistry(RoomRegistry):
         super().__init__(settings, metrics, backplane, clock)
         assert settings.redis_url
         operations = {"kick": self._kick_here, "delete": self._delete_here}
+        self.tick_phase = Phase(self.clock)
         self.node = ClusterNode(
             settings.redis_url,
+            self.tick_phase,
             self.rooms,
             self._make_room,
             self._let_go,

@@ -61,6 +61,7 @@ class RemoteRoom:
         send: Send,
         send_by: SendBy,
         now: Callable[[], float],
+        began: Callable[[], float],
         on_empty: Callable[[RemoteRoom], None],
         input_lead: float = 0.003,
         join_timeout: float = 5.0,
@@ -73,6 +74,9 @@ class RemoteRoom:
         # once the owner told the room's rate and sent a state); until then, as ``send``.
         self._send_by = send_by
         self._now = now
+        # When the batch being read began on the owner (our loop time): its arrival, less
+        # how long the owner held it (``Batch.held``).
+        self._began = began
         self._input_lead = input_lead
         self._ticks: OwnerTicks | None = None
         self._input_due = -math.inf  # when this tick's inputs leave (loop time)
@@ -235,9 +239,11 @@ class RemoteRoom:
             link.push_state(frame)
 
     def _owner_ticked(self) -> None:
-        """A state arrived, right after the owner's tick: when its next tick comes."""
+        """A state arrived, made right after the owner's tick: when its next tick comes. Its
+        batch left when the owner's burst of steps ended, which for many rooms can take
+        longer than the inputs' lead: the estimate goes by when the batch began instead."""
         if self._ticks is not None:
-            self._ticks.state_arrived(self._now())
+            self._ticks.state_arrived(self._began())
             self._input_due = -math.inf
 
     def lost(self) -> None:
