@@ -50,26 +50,79 @@ def test_the_time_a_step_takes_does_not_shift_the_next_ticks() -> None:
     assert [at for _, at, _ in recorder.ran] == [n * PERIOD for n in range(1, 11)]
 
 
-def test_rooms_with_a_phase_made_at_different_times_tick_at_the_same_instants() -> None:
+def shared_loop(clock: ManualClock, phase: Phase, recorder: Recorder) -> TickLoop:
+    """A cluster room whose states go to other workers."""
+    loop = TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock, phase)
+    loop.share()
+    loop.start()
+    return loop
+
+
+def instants(recorder: Recorder) -> set[float]:
+    """Where in the period the room ticked (fractions of it)."""
+    return {round((at % PERIOD) / PERIOD, 6) for _, at, _ in recorder.ran}
+
+
+def test_shared_rooms_made_at_different_times_tick_at_the_same_instants() -> None:
     clock = ManualClock(start=100.0 + PERIOD * 0.01)
     phase = Phase(clock, 0.5)
-    first = Recorder(clock)
-    TickLoop(RATE, first.step, first.is_busy, TickStats(), clock, phase).start()
+    first, second = Recorder(clock), Recorder(clock)
+    shared_loop(clock, phase, first)
     clock.advance(PERIOD * 0.8)
-    second = Recorder(clock)
-    TickLoop(RATE, second.step, second.is_busy, TickStats(), clock, phase).start()
+    shared_loop(clock, phase, second)
     clock.advance(5 * PERIOD)
-    # One wake-up a period for all the rooms of a rate (and one publish of their states).
+    # One wake-up a period for all the shared rooms of a rate (one publish of their states).
     assert [at for _, at, _ in second.ran] == [at for _, at, _ in first.ran][-len(second.ran) :]
     assert len(second.ran) >= 5
 
 
-def test_a_phase_puts_the_ticks_that_fraction_into_the_period() -> None:
+def test_a_shared_room_ticks_the_phases_fraction_into_the_period() -> None:
     clock = ManualClock(start=100.0 + PERIOD * 0.3)
     recorder = Recorder(clock)
-    TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock, Phase(clock, 0.25)).start()
+    shared_loop(clock, Phase(clock, 0.25), recorder)
     clock.advance(3 * PERIOD)
-    assert {round((at % PERIOD) / PERIOD, 9) for _, at, _ in recorder.ran} == {0.25}
+    assert instants(recorder) == {0.25}
+
+
+def test_rooms_nobody_elsewhere_watches_tick_at_two_instants_a_period() -> None:
+    """Their burst halved: they publish nothing per tick, so sharing one instant buys
+    nothing, and one burst of every room of a worker costs its players latency."""
+    clock = ManualClock(start=100.0)
+    phase = Phase(clock, 0.25)
+    recorders = [Recorder(clock) for _ in range(4)]
+    for recorder in recorders:
+        TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock, phase).start()
+        clock.advance(PERIOD / 4)
+    clock.advance(3 * PERIOD)
+    assert set().union(*(instants(recorder) for recorder in recorders)) == {0.25, 0.75}
+
+
+def test_a_room_that_becomes_shared_moves_to_the_shared_instant_with_its_ticks_growing() -> None:
+    clock = ManualClock(start=100.0 + PERIOD * 0.8)
+    phase = Phase(clock, 0.25)
+    recorder = Recorder(clock)
+    loop = TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock, phase)
+    loop.start()
+    clock.advance(2 * PERIOD)
+    assert instants(recorder) == {0.75}
+    ticked = len(recorder.ran)
+    loop.share()
+    clock.advance(3 * PERIOD)
+    assert {round((at % PERIOD) / PERIOD, 6) for _, at, _ in recorder.ran[ticked:]} == {0.25}
+    ticks = [tick for tick, _, _ in recorder.ran]
+    assert ticks == sorted(set(ticks))
+
+
+def test_sharing_a_shared_room_again_changes_nothing() -> None:
+    clock = ManualClock(start=100.0)
+    phase = Phase(clock, 0.25)
+    recorder = Recorder(clock)
+    loop = shared_loop(clock, phase, recorder)
+    clock.advance(2 * PERIOD)
+    for _ in range(3):
+        loop.share()
+    clock.advance(2 * PERIOD)
+    assert [tick for tick, _, _ in recorder.ran] == [1, 2, 3, 4]
 
 
 def test_the_rooms_of_a_phase_share_one_loop_timer_per_instant() -> None:
@@ -79,7 +132,7 @@ def test_the_rooms_of_a_phase_share_one_loop_timer_per_instant() -> None:
     phase = Phase(clock, 0.5)
     recorders = [Recorder(clock) for _ in range(3)]
     for recorder in recorders:
-        TickLoop(RATE, recorder.step, recorder.is_busy, TickStats(), clock, phase).start()
+        shared_loop(clock, phase, recorder)
         clock.spend(PERIOD * 0.4)  # made before and after an instant of the phase
     clock.advance(PERIOD)
     assert clock.pending == 1  # each room's next tick

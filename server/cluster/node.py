@@ -471,16 +471,24 @@ class ClusterNode:
             else:
                 self.send(source, (REFUSED, room_id, mid, CloseCode.RESTART, "room moved"))
             return
-        peer = self.peers.get((room_id, source))
-        if peer is None:
-            peer = self.peers[room_id, source] = Peer(room_id, source, epoch, self.send,
-                                                      self._turn)  # fmt: skip
+        peer = self._peer(room, source, epoch)
         link = peer.link(mid)
         try:
             link.member = room.adopt(link, pid)
         except JoinRefusal as refusal:
             peer.forget(mid)
             self.send(source, (REFUSED, room_id, mid, refusal.code, refusal.reason))
+
+    def _peer(self, room: Room, source: str, epoch: int) -> Peer:
+        """The room's members on worker ``source``. The first of any worker makes the room
+        tick at this worker's shared instant: its states now leave in a publish, with the
+        other shared rooms' (``tick.Phase``)."""
+        peer = self.peers.get((room.id, source))
+        if peer is None:
+            peer = self.peers[room.id, source] = Peer(room.id, source, epoch, self.send,
+                                                      self._turn)  # fmt: skip
+            room.ticks.share()
+        return peer
 
     def _taken(self, source: str, item: list[Any]) -> None:
         remote = self.remote.get(item[1])
@@ -542,10 +550,7 @@ class ClusterNode:
                 return
             self.send(source, (REFUSED, room_id, mid, CloseCode.NO_ROOM, "no such room"))
             return
-        peer = self.peers.get((room_id, source))
-        if peer is None:
-            peer = self.peers[room_id, source] = Peer(room_id, source, epoch, self.send,
-                                                      self._turn)  # fmt: skip
+        peer = self._peer(room, source, epoch)
         link = peer.link(mid)
         try:
             link.member = room.join(link, pid, spectator, resume, spectate_only)
