@@ -67,8 +67,8 @@ class Phase:
     other workers are quiet, so a shared core sees no more load at a time.
 
     A room with no member elsewhere publishes nothing per tick, and one burst of every
-    room of a worker costs its players latency (p50 +5 ms, p99 +4 ms at 63 rooms on one
-    worker) and some CPU: such rooms tick at two instants a period (``HOME``: the
+    room of a worker costs its players latency (p50 and p99 +3 to +6 ms at 63 rooms on
+    one worker) and some CPU: such rooms tick at two instants a period (``HOME``: the
     fraction and half a period after it) until their first member on another worker.
 
     The rooms of one instant share a loop timer because uvloop's timers have millisecond
