@@ -44,8 +44,8 @@ class RoomFailed(JoinRefusal):
 class RoomRegistry:
     """Owns every room and the tasks that dispose of them."""
 
-    #: Where in the period this worker's rooms tick (``tick.Phase``): a cluster's do all
-    #: at one instant; one process's from their own creation.
+    #: Where in the period this worker's rooms tick (``tick.Phase``) in a cluster; None in
+    #: one process, whose rooms tick from their own creation.
     tick_phase: Phase | None = None
 
     def __init__(

@@ -1,11 +1,11 @@
-"""The tick loop: one timer per room that runs ``Room.step`` on a monotonic schedule.
+"""The tick loop: runs ``Room.step`` of one room on a monotonic schedule.
 
 Tick ``n`` is due at ``t0 + n / rate``: ticks do not drift, and a late tick runs late with
-its lag measured rather than being skipped silently. In a cluster every room of a worker
-ticks at the worker's own ``Phase`` of the period (of the monotonic clock, which every
-process of a host shares), so its rooms of one rate tick in one loop turn. A room whose logic is
-passive and that has nothing pending sleeps until woken; its tick number still tells the
-time after.
+its lag measured rather than being skipped silently. In a cluster a room ticks at instants
+of its worker's ``Phase`` (of the monotonic clock, which every process of a host shares):
+the worker's rooms of one rate with members elsewhere tick in one loop turn, their states
+in one publish. A room whose logic is passive and that has nothing pending sleeps until
+woken; its tick number still tells the time after.
 
 Each tick is a plain timer callback rather than a step of a task: no task, future or event
 per tick, which at a thousand players is a few percent of the server's CPU.
@@ -183,14 +183,15 @@ class TickLoop:
 
     def share(self) -> None:
         """Other workers get this room's states from now on: tick at the worker's shared
-        instant (see ``Phase``). Tick 0 moves earlier by half a period at most, so the
-        next tick may come that much sooner, its number one more than it would have been."""
+        instant (see ``Phase``). Tick 0 moves earlier by half a period at most (by up to a
+        period for a room made before the worker's phase was known), so the next tick may
+        come that much sooner, its number one more than it would have been."""
         if self._phase is None or self.lane is SHARED:
             return
         self.lane = SHARED
         self._t0 = self._start_at(self._t0)
         timer = self._timer
-        if self.state is SCHEDULED and timer is not None:
+        if timer is not None:  # scheduled, for the old instant
             timer.cancel()
             self._schedule()
 

@@ -11,7 +11,7 @@ from tickrelay.server.cluster.sequence import Arrival, IncomingSequences, Outgoi
 
 def test_a_batch_round_trips_with_its_header_and_opaque_items() -> None:
     frame = b"\x82\x05hello"  # an encoded state message travels as bytes, untouched
-    batch = unpack_batch(pack_batch("w1", 7, 3, [frame, ["cmd", "room", 2]], held=0.0042))
+    batch = unpack_batch(pack_batch("w1", 7, 3, [frame, ["cmd", "room", 2]], 0.0042))
     assert (batch.source, batch.boot, batch.seq, batch.held) == ("w1", 7, 3, 0.0042)
     assert batch.items == [frame, ["cmd", "room", 2]]
 

@@ -4,8 +4,8 @@ An awaited ``PUBLISH`` per message costs 120-145 µs of client CPU, several time
 message's budget, and every publish wakes Redis and the receiving worker. So sending only
 appends to the destination's list and schedules a flush, for the earliest time something
 pending must leave: ``send_now`` at the end of this loop turn (a tick's states: a worker's
-rooms of one rate tick in one shared phase, so one batch per destination carries all their
-states), ``send_by`` at a given time (forwarded inputs, which leave just ahead of
+rooms with members elsewhere tick at one shared instant, so one batch per destination
+carries all their states), ``send_by`` at a given time (forwarded inputs, which leave just ahead of
 the owner's next tick, so the inputs for an owner's rooms share one publish), ``send`` at
 most once per ``min_interval`` (what a room takes at once but nobody waits for to the
 millisecond: joins, events, leaves). A flush takes everything pending, whatever its due

@@ -2,10 +2,10 @@
 
 A batch is what one worker sends another in one event-loop turn: a list of items (already
 encoded room messages, commands, replies) behind a small header that names the sender,
-the sender's boot (a worker that restarts starts a new link), the link's sequence
-number, and how long its first item due at once waited on the sender (so a receiver can
-tell when an owner ticked from when its states arrive, however long the owner's burst of
-steps took before it published them). Items are opaque here; state frames inside them are bytes
+the sender's boot (a worker that restarts starts a new link), the link's sequence number,
+and how long its first item due at once waited on the sender (so a receiver can tell when
+an owner ticked from when its states arrive, however long the owner's burst of steps took
+before it published them). Items are opaque here; state frames inside them are bytes
 encoded once per tick, which msgpack copies without looking inside.
 """
 
@@ -29,10 +29,10 @@ class Batch:
     boot: int  # the sender's start: a new boot is a new link, its sequence starts again
     seq: int  # 1, 2, 3, ... per (source, boot, destination)
     items: list[Any]
-    held: float = 0.0  # seconds from the first item due at once to the publish (sender)
+    held: float  # seconds from the first item due at once to the publish (sender)
 
 
-def pack_batch(source: str, boot: int, seq: int, items: list[Any], held: float = 0.0) -> bytes:
+def pack_batch(source: str, boot: int, seq: int, items: list[Any], held: float) -> bytes:
     held_us = max(round(held * 1_000_000), 0)
     return msgpack.packb((VERSION, source, boot, seq, items, held_us), use_bin_type=True)
 

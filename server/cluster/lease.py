@@ -78,7 +78,7 @@ end
 return 0
 """
 
-FENCE = """
+_FENCE = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1]
    or redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then
   return 0
@@ -94,7 +94,7 @@ def fenced(body: str) -> str:
     In a pipeline, send it as ``pipe.eval(script, ...)``: a pipeline holding redis-py
     ``Script`` objects asks Redis ``SCRIPT EXISTS`` before every ``execute``, a round
     trip more. Alone, a registered ``Script`` (EVALSHA) costs one round trip."""
-    return FENCE + body
+    return _FENCE + body
 
 
 RELEASE = fenced("""

@@ -625,8 +625,8 @@ class ClusterNode:
     async def _number_boot(self) -> None:
         """Our rooms' phase comes from a number no other boot got, so each worker's states
         and the inputs forwarded to it leave in a loop turn of their own. A room claimed
-        before Redis numbered this boot (it cannot be before Redis answers) ticks at phase
-        0: only its publishes are not shared with the others'."""
+        before Redis numbered this boot (a claim needs Redis too, so a rare race) starts
+        at phase 0, and moves to the worker's instant once shared (``TickLoop.share``)."""
         if self.boot_number is None:
             self.boot_number = await self.leases.boot_number()
             self.phase.fraction = (self.boot_number * PHASE_STEP) % 1.0
